@@ -1,0 +1,47 @@
+"""chatroom_async: an asyncio AI-task processor on Redis, for the Chat-Room chapter 异步处理机制.
+
+    from chatroom_async import AsyncAIProcessor, TaskPriority
+
+    async with AsyncAIProcessor(max_workers=10) as p:          # embedded fakeredis
+        task_id = await p.submit_task(1, "chat_completion", {"message": "你好"},
+                                      priority=TaskPriority.HIGH)
+        final = await p.wait_for_task(task_id)
+"""
+
+from .backend import AIBackend, AIRequest, FunctionBackend, InstantBackend, StreamChunk
+from .clock import Clock, LoopClock, SystemClock
+from .errors import (
+    AIError,
+    AITimeoutError,
+    BadRequestError,
+    ChatroomAsyncError,
+    ContentFilterError,
+    ContextTooLongError,
+    OverloadedError,
+    PermanentAIError,
+    ProcessorError,
+    RateLimitError,
+    RetryableAIError,
+    ServerError,
+    StreamInterruptedError,
+    TaskNotFoundError,
+    TaskWaitTimeout,
+    ValidationError,
+)
+from .events import EVENT_TYPES
+from .processor import AsyncAIProcessor
+from .retry import RetryPolicy
+from .scheduler import PriorityScheduler, Scheduler
+from .settings import ProcessorSettings
+from .task import AITask, TaskPriority, TaskStatus
+from .validation import Limits
+
+__all__ = [
+    "AIBackend", "AIError", "AIRequest", "AITask", "AITimeoutError", "AsyncAIProcessor",
+    "BadRequestError", "ChatroomAsyncError", "Clock", "ContentFilterError",
+    "ContextTooLongError", "EVENT_TYPES", "FunctionBackend", "InstantBackend", "Limits",
+    "LoopClock", "OverloadedError", "PermanentAIError", "PriorityScheduler", "ProcessorError",
+    "ProcessorSettings", "RateLimitError", "RetryPolicy", "RetryableAIError", "Scheduler",
+    "ServerError", "StreamChunk", "StreamInterruptedError", "SystemClock", "TaskNotFoundError",
+    "TaskPriority", "TaskStatus", "TaskWaitTimeout", "ValidationError",
+]

@@ -1,0 +1,166 @@
+"""Events: in-process callbacks, waiters for `wait_for_task`, and the Redis pub/sub bridge.
+
+A process fires the events it causes to its own callbacks at once and publishes them on
+the namespace's channel; it hears everyone else's through one subscription and fires those
+too, skipping its own (each message names its origin). So a chat server that runs no
+workers still gets `task_completed` for a reply computed in a worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from .keys import Keys
+from .records import status_dict
+from .task import AITask
+
+log = logging.getLogger("chatroom_async.events")
+
+#: Every event name `add_callback` accepts.
+EVENT_TYPES = ("task_started", "task_completed", "task_failed", "task_progress",
+               "task_retrying", "task_cancelled")
+TERMINAL_EVENTS = frozenset({"task_completed", "task_failed", "task_cancelled"})
+
+Callback = Callable[[AITask], Any]
+
+
+def event_json(event: str, task: AITask) -> str:
+    """One event as JSON; progress events carry only the task's identity and the chunk."""
+    if event == "task_progress":
+        body = {"task_id": task.task_id, "user_id": task.user_id,
+                "request_type": task.request_type, "status": task.status.value,
+                "request_data": {}, "progress": task.progress}
+    else:
+        body = status_dict(task)
+    return orjson.dumps({"event": event, "task": body}).decode()
+
+
+def message_json(origin: str, events: list[str]) -> str:
+    return '{"origin":"%s","events":[%s]}' % (origin, ",".join(events))
+
+
+class EventBus:
+    """Callbacks, waiters and the pub/sub bridge of one processor.
+
+    Args:
+        origin: this process's id, to skip its own published events.
+        on_cancel: called with a task id when another process cancels a running task.
+    """
+
+    def __init__(self, origin: str, on_cancel: Callable[[str], None] | None = None) -> None:
+        self.origin = origin
+        self.on_cancel = on_cancel
+        self._callbacks: dict[str, list[Callback]] = {name: [] for name in EVENT_TYPES}
+        self._waiters: dict[str, list[asyncio.Future[AITask]]] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self.callback_errors = 0
+
+    def add_callback(self, event: str, callback: Callback) -> None:
+        """Register `callback(task)` (sync or async) for `event`.
+
+        Raises:
+            ValueError: for an unknown event name (the chapter ignored those silently).
+            TypeError: if `callback` is not callable.
+        """
+        if event not in self._callbacks:
+            raise ValueError(f"unknown event {event!r}; expected one of {', '.join(EVENT_TYPES)}")
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        self._callbacks[event].append(callback)
+
+    def has_callbacks(self, event: str) -> bool:
+        return bool(self._callbacks[event])
+
+    def fire(self, event: str, task: AITask) -> None:
+        """Deliver an event to callbacks and waiters, in this process only."""
+        if event in TERMINAL_EVENTS:
+            for fut in self._waiters.pop(task.task_id, ()):
+                if not fut.done():
+                    fut.set_result(task)
+        for callback in self._callbacks[event]:
+            try:
+                outcome = callback(task.copy())
+            except Exception:
+                self.callback_errors += 1
+                log.exception("callback %r for %s raised", callback, event)
+                continue
+            if inspect.isawaitable(outcome):
+                pending = asyncio.ensure_future(self._guard(outcome, event))
+                self._pending.add(pending)
+                pending.add_done_callback(self._pending.discard)
+
+    async def _guard(self, awaitable: Any, event: str) -> None:
+        try:
+            await awaitable
+        except Exception:
+            self.callback_errors += 1
+            log.exception("async callback for %s raised", event)
+
+    def waiter(self, task_id: str) -> asyncio.Future[AITask]:
+        """A future resolved with the task when it finishes (registered before reading)."""
+        fut: asyncio.Future[AITask] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(fut)
+        return fut
+
+    def drop_waiter(self, task_id: str, fut: asyncio.Future[AITask]) -> None:
+        waiters = self._waiters.get(task_id)
+        if waiters and fut in waiters:
+            waiters.remove(fut)
+            if not waiters:
+                del self._waiters[task_id]
+
+    async def connect(self, redis: Redis, keys: Keys) -> None:
+        """Subscribe to the namespace's event and cancel channels, then start listening."""
+        self._keys = keys
+        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(keys.events, keys.cancel)
+        self._listener = asyncio.create_task(self._listen(), name="chatroom_async.events")
+
+    async def _listen(self) -> None:
+        assert self._pubsub is not None
+        async for message in self._pubsub.listen():
+            try:
+                self._on_message(message["channel"], message["data"])
+            except Exception:
+                log.exception("bad message on %s", message.get("channel"))
+
+    def _on_message(self, channel: str, data: str) -> None:
+        if channel == self._keys.cancel:
+            if self.on_cancel is not None:
+                self.on_cancel(data)
+            return
+        payload = orjson.loads(data)
+        if payload.get("origin") == self.origin:
+            return
+        for item in payload["events"]:
+            task = AITask.from_dict(item["task"])
+            self.fire(item["event"], task)
+
+    async def close(self) -> None:
+        """Stop listening and wait for running async callbacks (cancelled after 5 s)."""
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+            self._pubsub = None
+        if self._pending:
+            _, late = await asyncio.wait(set(self._pending), timeout=5.0)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                fut.cancel()
+        self._waiters.clear()

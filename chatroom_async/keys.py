@@ -1,0 +1,94 @@
+"""Every Redis key and channel the processor uses, named in one place.
+
+All names live under one namespace (default "chatroom_async"), so several processors,
+tests and benchmarks can share a server and clean up only their own keys. No other module
+concatenates key names.
+
+    {ns}:task:{task_id}   hash   the task record, from submit until its TTL after finishing
+    {ns}:ready            zset   tasks waiting to run; score from the scheduler, lowest first
+    {ns}:inflight         zset   claimed tasks; score = lease deadline (epoch seconds)
+    {ns}:delayed          zset   tasks waiting for a retry; score = when they are due
+    {ns}:wake             list   wake-up token for idle workers (at most one)
+    {ns}:ctl:{worker_id}  list   a worker's private wake-up (used to stop it promptly)
+    {ns}:dead             list   dead letters: ids of failed tasks, newest last, capped
+    {ns}:garbage          list   ready entries that had no record, set aside
+    {ns}:stats            hash   counters shared by every process
+    {ns}:depth            hash   ready tasks per priority value
+    {ns}:cache:{digest}   string a cached response, with its own TTL
+    {ns}:events           channel  lifecycle and progress events, JSON
+    {ns}:cancel           channel  ids of running tasks to cancel
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builders for one namespace."""
+
+    namespace: str = "chatroom_async"
+
+    def __post_init__(self) -> None:
+        if not self.namespace or any(c in self.namespace for c in " \n\r*?[]"):
+            raise ValueError(f"namespace must be non-empty with no spaces or glob characters: "
+                             f"{self.namespace!r}")
+
+    @property
+    def task_prefix(self) -> str:
+        return f"{self.namespace}:task:"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.namespace}:task:{task_id}"
+
+    def control(self, worker_id: str) -> str:
+        return f"{self.namespace}:ctl:{worker_id}"
+
+    def cache(self, digest: str) -> str:
+        return f"{self.namespace}:cache:{digest}"
+
+    @property
+    def ready(self) -> str:
+        return f"{self.namespace}:ready"
+
+    @property
+    def inflight(self) -> str:
+        return f"{self.namespace}:inflight"
+
+    @property
+    def delayed(self) -> str:
+        return f"{self.namespace}:delayed"
+
+    @property
+    def wake(self) -> str:
+        return f"{self.namespace}:wake"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.namespace}:dead"
+
+    @property
+    def garbage(self) -> str:
+        return f"{self.namespace}:garbage"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.namespace}:stats"
+
+    @property
+    def depth(self) -> str:
+        return f"{self.namespace}:depth"
+
+    @property
+    def events(self) -> str:
+        return f"{self.namespace}:events"
+
+    @property
+    def cancel(self) -> str:
+        return f"{self.namespace}:cancel"
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN/KEYS pattern matching every key of this namespace."""
+        return f"{self.namespace}:*"

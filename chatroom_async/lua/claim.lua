@@ -1,0 +1,83 @@
+-- Claim up to ARGV[3] ready tasks for one worker, atomically, each with a lease.
+-- First moves due retries to the ready set and expired leases back to it (a worker that
+-- died loses its tasks to the next claim), so no separate sweeper races the workers.
+-- KEYS: 1 ready, 2 inflight, 3 delayed, 4 wake, 5 depth, 6 dead, 7 stats, 8 garbage
+-- ARGV: 1 now, 2 lease deadline, 3 max count, 4 worker id, 5 record key prefix,
+--       6 extra deliveries allowed beyond max_retries + 1, 7 result ttl, 8 dead-letter cap
+-- Returns {claimed, dead, next_due}: claimed is a flat list of
+-- (id, spec, priority, max_retries, retry_count, deliveries); dead lists task ids that
+-- exceeded their delivery limit; next_due is the earliest retry or lease deadline, or ''.
+local now, prefix = tonumber(ARGV[1]), ARGV[5]
+local depth = {}
+local function bump(priority, n) depth[priority] = (depth[priority] or 0) + n end
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)) do
+  redis.call('ZREM', KEYS[3], id)
+  local f = redis.call('HMGET', prefix .. id, 'score', 'priority')
+  if f[1] then redis.call('ZADD', KEYS[1], f[1], id); bump(f[2], 1) end
+end
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)) do
+  redis.call('ZREM', KEYS[2], id)
+  local key = prefix .. id
+  local f = redis.call('HMGET', key, 'score', 'priority', 'status')
+  if f[1] and f[3] == 'processing' then
+    redis.call('HSET', key, 'status', 'pending', 'lease', '')
+    redis.call('ZADD', KEYS[1], f[1], id)
+    bump(f[2], 1)
+    redis.call('HINCRBY', KEYS[7], 'reclaimed_tasks', 1)
+  end
+end
+
+local claimed, dead = {}, {}
+local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[3])
+local extra, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local key = prefix .. id
+  local f = redis.call('HMGET', key, 'spec', 'priority', 'max_retries', 'retry_count',
+                       'deliveries', 'status')
+  if not f[1] then
+    -- A ready entry without a record: set it aside, never hand it to a worker.
+    redis.call('RPUSH', KEYS[8], id)
+  else
+    bump(f[2], -1)
+    if f[6] == 'pending' or f[6] == 'retrying' then
+      local deliveries = tonumber(f[5] or '0') + 1
+      if deliveries > tonumber(f[3] or '0') + 1 + extra then
+        redis.call('HSET', key, 'status', 'failed', 'completed_at', ARGV[1], 'lease', '',
+          'error', '{"error_type":"DeliveryLimitExceeded","error_message":"delivered ' ..
+          deliveries .. ' times; its workers kept dying or losing their lease"}')
+        redis.call('EXPIRE', key, ttl)
+        redis.call('RPUSH', KEYS[6], id)
+        redis.call('HINCRBY', KEYS[7], 'failed_tasks', 1)
+        redis.call('HINCRBY', KEYS[7], 'dead_lettered', 1)
+        dead[#dead + 1] = id
+      else
+        redis.call('HSET', key, 'status', 'processing', 'started_at', ARGV[1],
+                   'deliveries', deliveries, 'lease', ARGV[4] .. ':' .. deliveries)
+        redis.call('ZADD', KEYS[2], ARGV[2], id)
+        local n = #claimed
+        claimed[n + 1] = id; claimed[n + 2] = f[1]; claimed[n + 3] = f[2]
+        claimed[n + 4] = f[3]; claimed[n + 5] = f[4]; claimed[n + 6] = deliveries
+      end
+    end
+  end
+end
+for priority, n in pairs(depth) do
+  if n ~= 0 then redis.call('HINCRBY', KEYS[5], priority, n) end
+end
+if #dead > 0 then redis.call('LTRIM', KEYS[6], -tonumber(ARGV[8]), -1) end
+
+if redis.call('ZCARD', KEYS[1]) > 0 then
+  if #claimed > 0 and redis.call('LLEN', KEYS[4]) == 0 then redis.call('LPUSH', KEYS[4], 1) end
+else
+  redis.call('DEL', KEYS[4])
+end
+
+local next_due = ''
+local d = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+local l = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if d[2] then next_due = d[2] end
+if l[2] and (next_due == '' or tonumber(l[2]) < tonumber(next_due)) then next_due = l[2] end
+return {claimed, dead, next_due}

@@ -1,0 +1,294 @@
+"""`AsyncAIProcessor`: the chapter's facade, wired to the queue, the workers and the events.
+
+It owns the Redis client (an embedded fakeredis when `redis_url` is None), builds the
+parts, and offers the chapter's API: `start`/`stop`, `submit_task`, `get_task_status`,
+`cancel_task`, `add_callback`, `get_stats`, plus `wait_for_task` and `submit_many`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from redis.asyncio import Redis
+
+from .attempt import Attempt
+from .backend import AIBackend, InstantBackend
+from .cache import ResponseCache
+from .clock import Clock, SystemClock
+from .errors import ProcessorError, TaskWaitTimeout, ValidationError
+from .events import EventBus, event_json, message_json
+from .keys import Keys
+from .metrics import LocalMetrics
+from .queue import TaskQueue
+from .records import spec_json, status_dict, task_from_record
+from .scheduler import PriorityScheduler, Scheduler
+from .settings import ProcessorSettings
+from .stats import build_stats
+from .task import AITask, TaskPriority, TaskStatus
+from .validation import validate_request, validate_task_id
+from .worker import WorkerPool, make_worker_id
+
+log = logging.getLogger("chatroom_async")
+
+UserContext = Callable[[int], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
+
+
+def embedded_redis() -> Redis:
+    """A fresh in-process fakeredis server with Lua, as a `redis.asyncio` client."""
+    import fakeredis
+
+    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True)
+
+
+class AsyncAIProcessor:
+    """Asynchronous AI task processor (异步AI处理器) on Redis.
+
+    Args:
+        redis_url: a Redis URL; None runs on an embedded fakeredis (one process only).
+        max_workers: tasks this process runs at once; 0 makes a client that only submits,
+            queries, cancels and listens.
+        backend: the AI service; defaults to `InstantBackend`.
+        namespace: prefix of every key, so processors can share a server.
+        settings: leases, retries, limits, cache... (`ProcessorSettings`).
+        scheduler: the ready queue's order; defaults to strict priority.
+        clock: time source; `SystemClock` unless simulating.
+        seed: seeds the retry jitter and the worker id, for reproducible runs.
+        redis: an existing client to use instead of `redis_url` (not closed on stop).
+        user_context: `fn(user_id)` returning what the scheduler may use about a user.
+    """
+
+    def __init__(self, redis_url: str | None = None, max_workers: int = 10,
+                 backend: AIBackend | None = None, *, namespace: str = "chatroom_async",
+                 settings: ProcessorSettings | None = None, scheduler: Scheduler | None = None,
+                 clock: Clock | None = None, seed: int | None = None, redis: Redis | None = None,
+                 user_context: UserContext | None = None) -> None:
+        if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 0:
+            raise ProcessorError(f"max_workers must be an int >= 0, got {max_workers!r}")
+        self.redis_url = redis_url
+        self.max_workers = max_workers
+        self.backend: AIBackend = backend if backend is not None else InstantBackend()
+        self.keys = Keys(namespace)
+        self.settings = settings or ProcessorSettings()
+        self.scheduler: Scheduler = scheduler or PriorityScheduler()
+        self.clock: Clock = clock or SystemClock()
+        self.rng = random.Random(seed)
+        self.user_context = user_context
+        self.worker_id = make_worker_id(self.rng, socket.gethostname(), os.getpid())
+        self._given_redis = redis
+        self.redis: Redis | None = None
+        self.queue: TaskQueue | None = None
+        self.bus = EventBus(self.worker_id, on_cancel=self._on_remote_cancel)
+        self.metrics = LocalMetrics()
+        self.pool: WorkerPool | None = None
+        self.running = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect, subscribe to events, start the workers. Idempotent."""
+        if self.running:
+            return
+        self.redis = self._given_redis or (
+            Redis.from_url(self.redis_url, decode_responses=True) if self.redis_url
+            else embedded_redis())
+        s = self.settings
+        self.queue = TaskQueue(self.redis, self.keys, result_ttl_s=s.result_ttl_s,
+                               dead_letter_cap=s.dead_letter_cap)
+        if s.publish_events:
+            await self.bus.connect(self.redis, self.keys)
+        if self.max_workers > 0:
+            cache = ResponseCache(self.redis, self.keys, s.cache_ttl_s) if s.cache_ttl_s else None
+            attempt = Attempt(backend=self.backend, clock=self.clock, retry=s.retry, rng=self.rng,
+                              bus=self.bus, publish=self._publish if s.publish_events else None,
+                              cache=cache, stream=s.stream)
+            self.pool = WorkerPool(queue=self.queue, attempt=attempt, bus=self.bus, settings=s,
+                                   clock=self.clock, concurrency=self.max_workers,
+                                   worker_id=self.worker_id, metrics=self.metrics)
+            await self.pool.start()
+        self.running = True
+        log.info("processor %s started with %d workers", self.worker_id, self.max_workers)
+
+    async def stop(self, drain_timeout_s: float | None = None) -> None:
+        """Drain running tasks up to the deadline, hand the rest back, close. Idempotent."""
+        if not self.running:
+            return
+        self.running = False
+        if self.pool is not None:
+            released = await self.pool.stop(self.settings.drain_timeout_s
+                                             if drain_timeout_s is None else drain_timeout_s)
+            if released:
+                log.info("processor %s handed %d unfinished tasks back", self.worker_id,
+                         released)
+            self.pool = None
+        await self.bus.close()
+        if self._given_redis is None and self.redis is not None:
+            await self.redis.aclose()
+        log.info("processor %s stopped", self.worker_id)
+
+    async def __aenter__(self) -> AsyncAIProcessor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def _queue(self) -> TaskQueue:
+        if self.queue is None or not self.running:
+            raise ProcessorError("the processor is not running: call `await processor.start()` "
+                                 "or use `async with AsyncAIProcessor(...)`")
+        return self.queue
+
+    # -- submitting --------------------------------------------------------------------------
+    async def submit_task(self, user_id: int, request_type: str, request_data: dict[str, Any],
+                          priority: TaskPriority | int | str = TaskPriority.NORMAL,
+                          timeout: float = 30.0, *, max_retries: int = 3,
+                          task_id: str | None = None) -> str:
+        """Validate a request and queue it; return its task id at once.
+
+        Raises:
+            ValidationError: the request is invalid (nothing was queued).
+            ProcessorError: the processor is not running.
+        """
+        queue = self._queue()
+        task = self._new_task(user_id, request_type, request_data, priority, timeout,
+                              max_retries, task_id)
+        score = await self._score(task)
+        if not await queue.enqueue(task.task_id, spec_json(task), int(task.priority),
+                                   task.max_retries, score):
+            raise ValidationError(f"task id {task.task_id!r} is already taken", field="task_id")
+        return task.task_id
+
+    async def submit_many(self, requests: list[Mapping[str, Any]]) -> list[str]:
+        """Queue several requests in one round trip. All are validated before any is queued.
+
+        Each item takes the keyword arguments of `submit_task`.
+        """
+        queue = self._queue()
+        tasks = [self._new_task(**{"priority": TaskPriority.NORMAL, "timeout": 30.0,
+                                   "max_retries": 3, "task_id": None, **r}) for r in requests]
+        scores = [await self._score(t) for t in tasks]
+        async with queue.redis.pipeline(transaction=False) as pipe:
+            for task, score in zip(tasks, scores, strict=True):
+                k = queue.keys
+                queue._scripts["enqueue"](
+                    keys=[k.task(task.task_id), k.ready, k.wake, k.stats, k.depth],
+                    args=[task.task_id, spec_json(task), int(task.priority), task.max_retries,
+                          repr(score)], client=pipe)
+            done = await pipe.execute()
+        taken = [t.task_id for t, ok in zip(tasks, done, strict=True) if not ok]
+        if taken:
+            raise ValidationError(f"task ids already taken (not queued): {taken}", field="task_id")
+        return [t.task_id for t in tasks]
+
+    def _new_task(self, user_id: Any, request_type: Any, request_data: Any, priority: Any,
+                  timeout: Any, max_retries: Any, task_id: str | None) -> AITask:
+        valid = validate_request(user_id=user_id, request_type=request_type,
+                                 request_data=request_data, priority=priority, timeout=timeout,
+                                 max_retries=max_retries, limits=self.settings.limits)
+        return AITask(task_id=str(uuid.uuid4()) if task_id is None else validate_task_id(task_id),
+                      user_id=valid.user_id, request_type=valid.request_type,
+                      request_data=valid.request_data, priority=valid.priority,
+                      created_at=self.clock.now(), max_retries=valid.max_retries,
+                      timeout=valid.timeout)
+
+    async def _score(self, task: AITask) -> float:
+        context: Mapping[str, Any] = {}
+        if self.user_context is not None:
+            got = self.user_context(task.user_id)
+            context = await got if inspect.isawaitable(got) else got
+        score = self.scheduler.score(task, context)
+        if not isinstance(score, (int, float)) or score != score or score in (float("inf"),
+                                                                              float("-inf")):
+            raise ProcessorError(f"scheduler {type(self.scheduler).__name__} returned "
+                                 f"{score!r}; a score must be a finite number")
+        return float(score)
+
+    # -- querying ----------------------------------------------------------------------------
+    async def get_task_status(self, task_id: str) -> dict[str, Any] | None:
+        """The task's record as a dict (any status), or None if unknown or expired."""
+        fields = await self._queue().record(task_id)
+        if not fields:
+            return None
+        try:
+            return status_dict(task_from_record(task_id, fields))
+        except (KeyError, ValueError) as exc:
+            return {"task_id": task_id, "status": fields.get("status", "failed"),
+                    "error_type": "CorruptTaskError", "error_message": str(exc)}
+
+    async def wait_for_task(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Wait until the task finishes and return its final status dict. Event-driven.
+
+        Raises:
+            TaskNotFoundError: no such task.
+            TaskWaitTimeout: still unfinished after `timeout` seconds.
+        """
+        from .errors import TaskNotFoundError
+
+        queue = self._queue()
+        fut = self.bus.waiter(task_id)  # registered before reading: no lost wake-up
+        try:
+            status = await self.get_task_status(task_id)
+            if status is None:
+                raise TaskNotFoundError(f"no task {task_id!r}")
+            if TaskStatus(status["status"]).finished:
+                return status
+            try:
+                async with asyncio.timeout(timeout):
+                    await fut
+            except TimeoutError:
+                raise TaskWaitTimeout(f"task {task_id} unfinished after {timeout} s") from None
+            del queue
+            final = await self.get_task_status(task_id)
+            return final if final is not None else status_dict(fut.result())
+        finally:
+            self.bus.drop_waiter(task_id, fut)
+
+    async def cancel_task(self, task_id: str) -> bool:
+        """Cancel a queued, waiting or running task (in any process).
+
+        Returns:
+            True if it is now cancelled; False if it had already finished or is unknown.
+        """
+        queue = self._queue()
+        done, previous, fields = await queue.cancel(task_id, self.clock.now())
+        if not done:
+            return False
+        if previous == "processing" and self.pool is not None:
+            self.pool.cancel_local(task_id)
+        task = task_from_record(task_id, fields)
+        self.bus.fire("task_cancelled", task)
+        if self.settings.publish_events:
+            await self._publish("task_cancelled", task)
+        return True
+
+    def add_callback(self, event_type: str, callback: Callable[[AITask], Any]) -> None:
+        """Call `callback(task)` on every `event_type` event (sync or async callables)."""
+        self.bus.add_callback(event_type, callback)
+
+    async def get_stats(self) -> dict[str, Any]:
+        """The chapter's statistics, shared by every process, plus queue and latency figures."""
+        counts = await self._queue().counts()
+        local_in_flight = len(self.pool.running) if self.pool is not None else 0
+        return build_stats(counts, self.metrics, now=self.clock.now(),
+                           local_in_flight=local_in_flight, worker_count=self.max_workers)
+
+    async def dead_letters(self, count: int = 100) -> list[str]:
+        """Ids of the newest dead-lettered (failed) tasks."""
+        return await self._queue().dead_letters(count)
+
+    # -- plumbing ----------------------------------------------------------------------------
+    async def _publish(self, event: str, task: AITask) -> None:
+        assert self.redis is not None
+        await self.redis.publish(self.keys.events,
+                                 message_json(self.worker_id, [event_json(event, task)]))
+
+    def _on_remote_cancel(self, task_id: str) -> None:
+        if self.pool is not None:
+            self.pool.cancel_local(task_id)

@@ -1,0 +1,186 @@
+"""The Redis layer: stores, loads and blocks; decides nothing.
+
+Every multi-key change is one Lua script from `lua/`, registered once per client and run
+by EVALSHA. The same code runs on fakeredis (with lupa) and on a real Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+
+from .keys import Keys
+
+_SCRIPTS = ("enqueue", "claim", "finish", "renew", "release", "cancel")
+
+
+def _load(name: str) -> str:
+    return resources.files("chatroom_async").joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A task a worker now holds. `token` proves the lease in every later call."""
+
+    task_id: str
+    spec: str
+    priority: str
+    max_retries: str
+    retry_count: str
+    deliveries: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    claimed: list[Claimed]
+    dead: list[str]
+    next_due: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The end of one attempt, for `finish`. `fields` are written to the record."""
+
+    task_id: str
+    token: str
+    kind: str  # "completed" | "failed" | "retry"
+    fields: dict[str, str]
+    event_json: str
+    due: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    ready_by_priority: dict[int, int]
+    in_flight: int
+    delayed: int
+    dead_letters: int
+    garbage: int
+    counters: dict[str, float]
+
+
+class TaskQueue:
+    """Queue operations over one namespace of one Redis.
+
+    Args:
+        redis: a `redis.asyncio.Redis` (or fakeredis) client with `decode_responses=True`.
+        keys: the namespace's key names.
+        result_ttl_s: how long a finished record stays readable.
+        dead_letter_cap: the dead-letter list keeps the newest this many ids.
+    """
+
+    def __init__(self, redis: Redis, keys: Keys, *, result_ttl_s: float = 3600.0,
+                 dead_letter_cap: int = 10_000) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.result_ttl = max(1, int(result_ttl_s))
+        self.dead_letter_cap = dead_letter_cap
+        self._scripts = {name: redis.register_script(_load(name)) for name in _SCRIPTS}
+
+    async def enqueue(self, task_id: str, spec: str, priority: int, max_retries: int,
+                      score: float) -> bool:
+        """Store a new task and make it ready. False if the id is taken."""
+        k = self.keys
+        done = await self._scripts["enqueue"](
+            keys=[k.task(task_id), k.ready, k.wake, k.stats, k.depth],
+            args=[task_id, spec, priority, max_retries, repr(score)])
+        return bool(done)
+
+    async def claim(self, *, now: float, lease_s: float, max_count: int, worker_id: str,
+                    extra_deliveries: int) -> ClaimResult:
+        """Claim up to `max_count` ready tasks, after promoting due retries and expired leases."""
+        k = self.keys
+        claimed, dead, next_due = await self._scripts["claim"](
+            keys=[k.ready, k.inflight, k.delayed, k.wake, k.depth, k.dead, k.stats, k.garbage],
+            args=[repr(now), repr(now + lease_s), max_count, worker_id, k.task_prefix,
+                  extra_deliveries, self.result_ttl, self.dead_letter_cap])
+        tasks = [
+            Claimed(claimed[i], claimed[i + 1], claimed[i + 2], claimed[i + 3], claimed[i + 4],
+                    int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}")
+            for i in range(0, len(claimed), 6)
+        ]
+        return ClaimResult(tasks, list(dead), float(next_due) if next_due else None)
+
+    async def finish(self, outcomes: list[Outcome], *, origin: str,
+                     publish: bool = True) -> list[bool]:
+        """Record a batch of outcomes; each only if its lease is still held."""
+        k = self.keys
+        args: list[Any] = [self.result_ttl, k.task_prefix, origin, self.dead_letter_cap]
+        for o in outcomes:
+            args += [o.task_id, o.token, o.kind, "" if o.due is None else repr(o.due),
+                     repr(o.seconds), len(o.fields)]
+            for name, value in o.fields.items():
+                args += [name, value]
+            args.append(o.event_json)
+        recorded = await self._scripts["finish"](
+            keys=[k.inflight, k.delayed, k.wake, k.stats, k.dead, k.events if publish else ""],
+            args=args)
+        return [bool(r) for r in recorded]
+
+    async def renew(self, leases: list[tuple[str, str]], deadline: float) -> list[str]:
+        """Extend the given (task_id, token) leases to `deadline`; return the lost ids."""
+        args: list[Any] = [repr(deadline), self.keys.task_prefix]
+        for task_id, token in leases:
+            args += [task_id, token]
+        return list(await self._scripts["renew"](keys=[self.keys.inflight], args=args))
+
+    async def release(self, leases: list[tuple[str, str]]) -> int:
+        """Put held tasks back in the ready set; returns how many went back."""
+        k = self.keys
+        args: list[Any] = [k.task_prefix]
+        for task_id, token in leases:
+            args += [task_id, token]
+        return int(await self._scripts["release"](
+            keys=[k.inflight, k.ready, k.wake, k.depth], args=args))
+
+    async def cancel(self, task_id: str, now: float) -> tuple[bool, str | None, dict[str, str]]:
+        """Cancel wherever the task is. Returns (done, previous status, record after)."""
+        k = self.keys
+        reply = await self._scripts["cancel"](
+            keys=[k.task(task_id), k.ready, k.delayed, k.inflight, k.stats, k.depth, k.cancel],
+            args=[repr(now), self.result_ttl, task_id])
+        if not reply[0]:
+            return False, reply[1] if len(reply) > 1 else None, {}
+        flat = reply[2]
+        return True, reply[1], dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def record(self, task_id: str) -> dict[str, str]:
+        """The task's hash, empty if unknown."""
+        return await self.redis.hgetall(self.keys.task(task_id))  # type: ignore[no-any-return,misc]
+
+    async def wait_for_work(self, worker_id: str, timeout_s: float) -> None:
+        """Block until a wake-up token, a private control message or the timeout."""
+        await self.redis.blpop([self.keys.wake, self.keys.control(worker_id)],
+                               timeout=max(0.001, round(timeout_s, 3)))
+
+    async def poke(self, worker_id: str) -> None:
+        """Wake one worker's blocking wait (used by stop)."""
+        await self.redis.lpush(self.keys.control(worker_id), 1)
+
+    async def counts(self) -> QueueCounts:
+        """Queue depth by priority, in-flight, delayed, dead letters and shared counters."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.depth).zcard(k.inflight).zcard(k.delayed).llen(k.dead)
+            pipe.llen(k.garbage).hgetall(k.stats)
+            depth, inflight, delayed, dead, garbage, stats = await pipe.execute()
+        return QueueCounts(
+            ready_by_priority={int(p): max(0, int(n)) for p, n in depth.items()},
+            in_flight=int(inflight), delayed=int(delayed), dead_letters=int(dead),
+            garbage=int(garbage), counters={name: float(v) for name, v in stats.items()})
+
+    async def dead_letters(self, count: int = 100) -> list[str]:
+        """The newest dead-lettered task ids, oldest first."""
+        return list(await self.redis.lrange(self.keys.dead, -count, -1))  # type: ignore[misc]
+
+    async def purge(self) -> int:
+        """Delete every key of this namespace (tests and benchmarks clean up their own)."""
+        deleted = 0
+        async for key in self.redis.scan_iter(match=self.keys.pattern, count=1000):
+            deleted += await self.redis.delete(key)
+        return deleted

@@ -1,0 +1,61 @@
+"""The processor's settings: one frozen dataclass, keyword-only, validated on creation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .retry import RetryPolicy
+from .validation import Limits
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessorSettings:
+    """How a processor behaves. Durations are float seconds.
+
+    Attributes:
+        lease_s: how long a claim lasts unless renewed; a dead worker's tasks return to the
+            queue this long after its last renewal.
+        renew_interval_s: how often a worker renews its leases (default `lease_s / 3`).
+        drain_timeout_s: how long `stop()` lets running tasks finish before handing them
+            back to the queue.
+        result_ttl_s: how long a finished task's record stays readable (the chapter's 3600).
+        extra_deliveries: deliveries allowed beyond `max_retries + 1` (crashed or lost
+            attempts) before a task is dead-lettered.
+        retry: the backoff policy.
+        limits: what `submit_task` accepts.
+        cache_ttl_s: cache responses for this long; None turns the cache off.
+        stream: use the backend's `stream()` when it has one, firing `task_progress`.
+        publish_events: publish events and listen for other processes' (pub/sub).
+        max_idle_wait_s: longest single blocking wait of an idle worker.
+        dead_letter_cap: how many ids the dead-letter list keeps.
+    """
+
+    lease_s: float = 30.0
+    renew_interval_s: float | None = None
+    drain_timeout_s: float = 10.0
+    result_ttl_s: float = 3600.0
+    extra_deliveries: int = 2
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limits: Limits = field(default_factory=Limits)
+    cache_ttl_s: float | None = None
+    stream: bool = True
+    publish_events: bool = True
+    max_idle_wait_s: float = 30.0
+    dead_letter_cap: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("lease_s", "drain_timeout_s", "result_ttl_s", "max_idle_wait_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.renew_interval_s is not None and not 0 < self.renew_interval_s < self.lease_s:
+            raise ValueError("renew_interval_s must be between 0 and lease_s")
+        if self.extra_deliveries < 0 or self.dead_letter_cap < 1:
+            raise ValueError("extra_deliveries must be >= 0 and dead_letter_cap >= 1")
+        if self.cache_ttl_s is not None and not self.cache_ttl_s > 0:
+            raise ValueError("cache_ttl_s must be positive or None")
+
+    @property
+    def renew_every_s(self) -> float:
+        return self.renew_interval_s or self.lease_s / 3

@@ -1,0 +1,264 @@
+"""The worker pool of one process: up to N tasks in flight, claimed in batches, leases
+renewed, outcomes recorded in batches, a graceful drain on stop.
+
+One fetcher claims as many tasks as there are free slots in one script call and blocks on
+Redis when there is nothing to do (no polling). Each claimed task runs as its own asyncio
+task (the chapter's pool of coroutines; no thread pool, no second semaphore). Outcomes go
+to a flusher that writes everything that finished meanwhile in one script call, so the
+batch grows with the load and costs nothing when idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .attempt import Attempt
+from .clock import Clock
+from .events import EventBus, event_json, message_json
+from .metrics import LocalMetrics
+from .queue import Claimed, Outcome, TaskQueue
+from .records import task_from_record, task_from_spec
+from .settings import ProcessorSettings
+from .task import AITask, TaskStatus
+
+log = logging.getLogger("chatroom_async.worker")
+
+_MAX_FINISH_BATCH = 500
+
+
+@dataclass(slots=True)
+class _Run:
+    task: AITask
+    token: str
+    handle: asyncio.Task[None] | None = None
+    submitted: bool = False  # its outcome went to the flusher
+    lost: bool = False  # cancelled elsewhere or lease lost: record nothing, release nothing
+
+
+class WorkerPool:
+    """Runs tasks of one namespace in this process.
+
+    Args:
+        queue: the Redis layer.
+        attempt: runs one attempt of a task and says how it ended.
+        bus: where events go.
+        settings: leases, drain deadline, publishing.
+        clock: time source (virtual under simulation).
+        concurrency: tasks in flight at most.
+        worker_id: unique among the namespace's workers.
+        metrics: this process's latency and throughput samples.
+    """
+
+    def __init__(self, *, queue: TaskQueue, attempt: Attempt, bus: EventBus,
+                 settings: ProcessorSettings, clock: Clock, concurrency: int, worker_id: str,
+                 metrics: LocalMetrics) -> None:
+        self.queue, self.attempt, self.bus = queue, attempt, bus
+        self.settings, self.clock, self.metrics = settings, clock, metrics
+        self.concurrency = concurrency
+        self.worker_id = worker_id
+        self.running: dict[str, _Run] = {}
+        self._slot_freed = asyncio.Event()
+        self._outbox: list[tuple[Outcome, asyncio.Future[bool]]] = []
+        self._outbox_ready = asyncio.Event()
+        self._stopping = False
+        self._loops: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Future[Any]] = set()
+
+    async def start(self) -> None:
+        self._loops = [asyncio.create_task(coro, name=f"chatroom_async.{name}")
+                       for name, coro in (("fetch", self._fetch_loop()),
+                                          ("renew", self._renew_loop()),
+                                          ("flush", self._flush_loop()))]
+
+    # -- claiming --------------------------------------------------------------------------
+    async def _fetch_loop(self) -> None:
+        while not self._stopping:
+            free = self.concurrency - len(self.running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                await self._fetch_once(free)
+            except Exception:  # Redis down or a bug: log, pause, keep the worker alive
+                log.exception("worker %s: claim failed; retrying in 1 s", self.worker_id)
+                await self.clock.sleep(1.0)
+
+    async def _fetch_once(self, free: int) -> None:
+        now = self.clock.now()
+        result = await self.queue.claim(now=now, lease_s=self.settings.lease_s, max_count=free,
+                                        worker_id=self.worker_id,
+                                        extra_deliveries=self.settings.extra_deliveries)
+        for task_id in result.dead:
+            await self._announce_dead(task_id)
+        if result.claimed:
+            self._launch(result.claimed, now)
+            return
+        wait = self.settings.max_idle_wait_s
+        if result.next_due is not None:
+            wait = min(wait, max(0.0, result.next_due - now) + 0.001)
+        if not self._stopping:
+            await self.queue.wait_for_work(self.worker_id, wait)
+
+    def _launch(self, claimed: list[Claimed], now: float) -> None:
+        started: list[str] = []
+        for c in claimed:
+            try:
+                task = task_from_spec(c.task_id, c.spec, c.priority, c.max_retries,
+                                      c.retry_count, c.deliveries)
+            except ValueError as exc:
+                self._reject_corrupt(c, str(exc), now)
+                continue
+            task.started_at = now
+            run = _Run(task, c.token)
+            self.running[task.task_id] = run
+            run.handle = asyncio.create_task(self._run(run), name=f"task:{task.task_id}")
+            self.bus.fire("task_started", task)
+            if self.settings.publish_events:
+                started.append(event_json("task_started", task))
+        if started:
+            msg = message_json(self.bus.origin, started)
+            self._spawn(self.queue.redis.publish(self.queue.keys.events, msg))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        handle = asyncio.ensure_future(coro)
+        self._side_tasks.add(handle)
+        handle.add_done_callback(self._side_tasks.discard)
+
+    def _reject_corrupt(self, c: Claimed, reason: str, now: float) -> None:
+        """A record that does not parse fails at once and goes to the dead-letter list."""
+        log.error("worker %s: %s; moved to the dead-letter list", self.worker_id, reason)
+        error = '{"error_type":"CorruptTaskError","error_message":%s}' % _json_str(reason)
+        outcome = Outcome(c.task_id, c.token, "failed",
+                          {"status": "failed", "completed_at": repr(now), "error": error},
+                          event_json="null")
+        self._spawn(self._submit(outcome))
+
+    async def _announce_dead(self, task_id: str) -> None:
+        try:
+            task = task_from_record(task_id, await self.queue.record(task_id))
+        except (KeyError, ValueError):
+            return
+        if task is not None:
+            self.bus.fire("task_failed", task)
+            if self.settings.publish_events:
+                await self.queue.redis.publish(
+                    self.queue.keys.events,
+                    message_json(self.bus.origin, [event_json("task_failed", task)]))
+
+    # -- running ---------------------------------------------------------------------------
+    async def _run(self, run: _Run) -> None:
+        task = run.task
+        try:
+            outcome, event, final = await self.attempt.run(task, run.token)
+            run.submitted = True
+            if await self._submit(outcome):
+                if final.status is TaskStatus.COMPLETED:
+                    self.metrics.record(now=final.completed_at or 0.0,
+                                        latency=final.latency or 0.0,
+                                        processing_time=final.processing_time or 0.0)
+                self.bus.fire(event, final)
+        except asyncio.CancelledError:
+            pass  # stop() releases it, or it was cancelled/reclaimed elsewhere
+        except Exception:
+            log.exception("worker %s: task %s crashed the attempt", self.worker_id, task.task_id)
+        finally:
+            self.running.pop(task.task_id, None)
+            self._slot_freed.set()
+
+    def cancel_local(self, task_id: str) -> bool:
+        """Stop a running task whose fate was decided elsewhere (cancelled, reclaimed)."""
+        run = self.running.get(task_id)
+        if run is None or run.handle is None or run.submitted:
+            return False
+        run.lost = True
+        run.handle.cancel()
+        return True
+
+    # -- outcomes --------------------------------------------------------------------------
+    async def _submit(self, outcome: Outcome) -> bool:
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._outbox.append((outcome, fut))
+        self._outbox_ready.set()
+        return await fut
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        while self._outbox:
+            batch = self._outbox[:_MAX_FINISH_BATCH]
+            del self._outbox[:_MAX_FINISH_BATCH]
+            try:
+                recorded = await self.queue.finish([o for o, _ in batch], origin=self.bus.origin,
+                                                   publish=self.settings.publish_events)
+            except Exception as exc:  # the leases will expire and the tasks run again
+                log.error("worker %s: could not record %d outcomes: %r", self.worker_id,
+                          len(batch), exc)
+                recorded = [False] * len(batch)
+            for (_, fut), ok in zip(batch, recorded, strict=True):
+                if not fut.done():
+                    fut.set_result(ok)
+
+    # -- leases ----------------------------------------------------------------------------
+    async def _renew_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.settings.renew_every_s)
+            leases = [(tid, run.token) for tid, run in self.running.items() if not run.submitted]
+            if not leases:
+                continue
+            try:
+                lost = await self.queue.renew(leases, self.clock.now() + self.settings.lease_s)
+            except Exception:
+                log.exception("worker %s: lease renewal failed", self.worker_id)
+                continue
+            for task_id in lost:
+                log.warning("worker %s: lost the lease of %s", self.worker_id, task_id)
+                self.cancel_local(task_id)
+
+    # -- stopping --------------------------------------------------------------------------
+    async def stop(self, drain_timeout_s: float) -> int:
+        """Stop claiming, let running tasks finish up to the deadline, hand back the rest.
+
+        Returns:
+            How many unfinished tasks went back to the queue.
+        """
+        self._stopping = True
+        await self.queue.poke(self.worker_id)
+        fetch, renew, flush = self._loops
+        self._slot_freed.set()
+        await asyncio.gather(fetch, return_exceptions=True)
+        handles = [r.handle for r in self.running.values() if r.handle is not None]
+        if handles:
+            await asyncio.wait(handles, timeout=drain_timeout_s)
+        leftovers = [r for r in self.running.values() if not r.submitted and not r.lost]
+        for r in list(self.running.values()):
+            if r.handle is not None:
+                r.handle.cancel()
+        await asyncio.gather(*handles, return_exceptions=True)
+        await self._flush()
+        released = await self.queue.release([(r.task.task_id, r.token) for r in leftovers])
+        for loop in (renew, flush):
+            loop.cancel()
+        await asyncio.gather(renew, flush, *self._side_tasks, return_exceptions=True)
+        await self.queue.redis.delete(self.queue.keys.control(self.worker_id))
+        return released
+
+
+def _json_str(text: str) -> str:
+    return orjson.dumps(text).decode()
+
+
+def make_worker_id(rng: random.Random, host: str, pid: int) -> str:
+    """A worker id unique across hosts, processes and restarts."""
+    return f"{host}-{pid}-{rng.getrandbits(32):08x}"
