@@ -148,10 +148,17 @@ class EventBus:
 
     async def close(self) -> None:
         """Stop listening and wait for running async callbacks (cancelled after 5 s)."""
-        if self._listener is not None:
+        if self._pubsub is not None and self._listener is not None:
+            # Unsubscribing ends `listen()` cleanly; cancelling a read in flight can leave
+            # the connection (fakeredis's especially) unable to close.
+            try:
+                await self._pubsub.unsubscribe()
+                await asyncio.wait_for(asyncio.shield(self._listener), timeout=2.0)
+            except Exception:  # noqa: BLE001 - the connection is going away anyway
+                log.debug("pub/sub listener did not end cleanly; cancelling it")
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
-            self._listener = None
+        self._listener = None
         if self._pubsub is not None:
             await self._pubsub.aclose()
             self._pubsub = None

@@ -174,14 +174,9 @@ class AsyncAIProcessor:
         tasks = [self._new_task(**{"priority": TaskPriority.NORMAL, "timeout": 30.0,
                                    "max_retries": 3, "task_id": None, **r}) for r in requests]
         scores = [await self._score(t) for t in tasks]
-        async with queue.redis.pipeline(transaction=False) as pipe:
-            for task, score in zip(tasks, scores, strict=True):
-                k = queue.keys
-                queue._scripts["enqueue"](
-                    keys=[k.task(task.task_id), k.ready, k.wake, k.stats, k.depth],
-                    args=[task.task_id, spec_json(task), int(task.priority), task.max_retries,
-                          repr(score)], client=pipe)
-            done = await pipe.execute()
+        done = await queue.enqueue_many([
+            (t.task_id, spec_json(t), int(t.priority), t.max_retries, score)
+            for t, score in zip(tasks, scores, strict=True)])
         taken = [t.task_id for t, ok in zip(tasks, done, strict=True) if not ok]
         if taken:
             raise ValidationError(f"task ids already taken (not queued): {taken}", field="task_id")

@@ -91,6 +91,17 @@ class TaskQueue:
             args=[task_id, spec, priority, max_retries, repr(score)])
         return bool(done)
 
+    async def enqueue_many(self, items: list[tuple[str, str, int, int, float]]) -> list[bool]:
+        """Enqueue (task_id, spec, priority, max_retries, score) items in one round trip."""
+        script = self._scripts["enqueue"]
+        await self.redis.script_load(script.script)  # EVALSHA in a pipeline needs it loaded
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id, spec, priority, max_retries, score in items:
+                pipe.evalsha(script.sha, 5, k.task(task_id), k.ready, k.wake, k.stats, k.depth,
+                             task_id, spec, priority, max_retries, repr(score))
+            return [bool(done) for done in await pipe.execute()]
+
     async def claim(self, *, now: float, lease_s: float, max_count: int, worker_id: str,
                     extra_deliveries: int) -> ClaimResult:
         """Claim up to `max_count` ready tasks, after promoting due retries and expired leases."""

@@ -1,0 +1,407 @@
+"""The processor end to end, on fakeredis and on the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from chatroom_async import (
+    AITask,
+    ContentFilterError,
+    FunctionBackend,
+    ProcessorError,
+    RateLimitError,
+    RetryPolicy,
+    StreamChunk,
+    TaskNotFoundError,
+    TaskPriority,
+    TaskWaitTimeout,
+    ValidationError,
+)
+from tests.conftest import Gate, MakeProcessor, wait_until
+
+CHAT = {"user_id": 1, "request_type": "chat_completion", "request_data": {"message": "你好"}}
+
+
+async def test_submit_wait_and_status_through_every_stage(make_processor: MakeProcessor) -> None:
+    gate = Gate()
+    proc = await make_processor(max_workers=1, backend=gate)
+    task_id = await proc.submit_task(**CHAT)
+    await gate.entered.wait()
+    status = await proc.get_task_status(task_id)
+    assert status is not None and status["status"] == "processing"
+    assert status["started_at"] is not None and status["deliveries"] == 1
+    gate.release.set()
+    final = await proc.wait_for_task(task_id, timeout=10)
+    assert final["status"] == "completed" and final["result"] == {"response": f"done {task_id}"}
+    assert final["completed_at"] >= final["started_at"] >= final["created_at"]
+    ttl = await proc.redis.ttl(proc.keys.task(task_id))  # type: ignore[union-attr]
+    assert 0 < ttl <= 3600
+
+
+async def test_pending_status_before_any_worker(make_processor: MakeProcessor) -> None:
+    client = await make_processor(max_workers=0)
+    task_id = await client.submit_task(**CHAT, priority=TaskPriority.HIGH)
+    status = await client.get_task_status(task_id)
+    assert status is not None and status["status"] == "pending" and status["priority"] == 3
+    assert await client.get_task_status("no-such-task") is None
+    with pytest.raises(TaskNotFoundError):
+        await client.wait_for_task("no-such-task", timeout=1)
+    with pytest.raises(TaskWaitTimeout):
+        await client.wait_for_task(task_id, timeout=0.05)
+
+
+async def test_strict_priority_then_fifo(make_processor: MakeProcessor) -> None:
+    client = await make_processor(max_workers=0)
+    order = [TaskPriority.LOW, TaskPriority.NORMAL, TaskPriority.URGENT, TaskPriority.HIGH,
+             TaskPriority.URGENT, TaskPriority.LOW, TaskPriority.NORMAL]
+    ids = [await client.submit_task(**CHAT, priority=p) for p in order]
+    stats = await client.get_stats()
+    assert stats["queue_depth"] == {"urgent": 2, "high": 1, "normal": 2, "low": 2}
+    ran: list[str] = []
+    worker = await make_processor(max_workers=1)
+    worker.add_callback("task_started", lambda t: ran.append(t.task_id))
+    for task_id in ids:
+        await worker.wait_for_task(task_id, timeout=10)
+    expected = sorted(range(len(ids)), key=lambda i: (-order[i], i))
+    assert ran == [ids[i] for i in expected]
+
+
+async def test_an_idle_worker_is_woken_by_the_submit_not_by_a_timer(
+        make_processor: MakeProcessor) -> None:
+    # The idle wait is 60 s: only the wake-up pushed by the submit can start the task in time.
+    worker = await make_processor(max_workers=2, max_idle_wait_s=60.0)
+    started = asyncio.Event()
+    worker.add_callback("task_started", lambda t: started.set())
+    client = await make_processor(max_workers=0)
+    await client.submit_task(**CHAT)
+    async with asyncio.timeout(5):
+        await started.wait()
+
+
+async def test_validation_errors_queue_nothing(make_processor: MakeProcessor) -> None:
+    proc = await make_processor(max_workers=0)
+    with pytest.raises(ValidationError, match="request_type"):
+        await proc.submit_task(1, "image", {"message": "x"})
+    with pytest.raises(ValidationError, match="target_language"):
+        await proc.submit_task(1, "translation", {"text": "x"})
+    with pytest.raises(ValidationError):
+        await proc.submit_many([CHAT, {**CHAT, "user_id": -1}])
+    stats = await proc.get_stats()
+    assert stats["total_tasks"] == 0 and stats["current_queue_size"] == 0
+    good = await proc.submit_task(**CHAT)
+    assert (await proc.get_task_status(good))["status"] == "pending"  # type: ignore[index]
+
+
+async def test_submit_many_and_duplicate_ids(make_processor: MakeProcessor) -> None:
+    proc = await make_processor(max_workers=2)
+    ids = await proc.submit_many([CHAT, {**CHAT, "task_id": "mine-1", "priority": "urgent"}])
+    assert ids[1] == "mine-1"
+    with pytest.raises(ValidationError, match="already taken"):
+        await proc.submit_task(**CHAT, task_id="mine-1")
+    for task_id in ids:
+        assert (await proc.wait_for_task(task_id, timeout=10))["status"] == "completed"
+
+
+async def test_cancel_a_queued_task_it_never_runs(make_processor: MakeProcessor) -> None:
+    client = await make_processor(max_workers=0)
+    doomed = await client.submit_task(**CHAT)
+    kept = await client.submit_task(**CHAT)
+    assert await client.cancel_task(doomed) is True
+    assert await client.cancel_task(doomed) is False
+    assert await client.cancel_task("unknown") is False
+    calls: list[str] = []
+
+    async def record(req: Any) -> dict[str, Any]:
+        calls.append(req.task_id)
+        return {"response": "ok"}
+
+    worker = await make_processor(max_workers=2, backend=FunctionBackend(record))
+    assert (await worker.wait_for_task(kept, timeout=10))["status"] == "completed"
+    assert calls == [kept]
+    assert (await client.get_task_status(doomed))["status"] == "cancelled"  # type: ignore[index]
+    assert await client.cancel_task(kept) is False  # already finished
+    assert (await client.get_stats())["cancelled_tasks"] == 1
+
+
+@pytest.mark.parametrize("where", ["same process", "other process"])
+async def test_cancel_a_running_task(make_processor: MakeProcessor, where: str) -> None:
+    gate = Gate()
+    worker = await make_processor(max_workers=2, backend=gate)
+    canceller = worker if where == "same process" else await make_processor(max_workers=0)
+    events: list[str] = []
+    seen = asyncio.Event()
+    worker.add_callback("task_cancelled", lambda t: (events.append(t.task_id), seen.set()))
+    task_id = await canceller.submit_task(**CHAT)
+    await gate.entered.wait()
+    assert await canceller.cancel_task(task_id) is True
+    await wait_until(lambda: task_id in gate.cancelled, seen)
+    gate.release.set()  # would complete it, if the coroutine were still running
+    final = await canceller.wait_for_task(task_id, timeout=5)
+    assert final["status"] == "cancelled" and final["result"] is None
+    await wait_until(lambda: bool(events), seen)
+    assert events == [task_id]
+
+
+async def test_timeout_is_enforced_and_reported(make_processor: MakeProcessor) -> None:
+    hang = Gate()  # never released
+    proc = await make_processor(max_workers=1, backend=hang)
+    task_id = await proc.submit_task(**CHAT, timeout=0.05, max_retries=0)
+    final = await proc.wait_for_task(task_id, timeout=10)
+    assert final["status"] == "failed" and final["error_type"] == "AITimeoutError"
+    assert hang.cancelled == [task_id]
+
+
+async def test_retry_with_backoff_honours_retry_after(make_processor: MakeProcessor) -> None:
+    attempts: list[float] = []
+
+    async def limited(req: Any) -> dict[str, Any]:
+        attempts.append(asyncio.get_running_loop().time())
+        if len(attempts) < 3:
+            raise RateLimitError("too many", retry_after=0.2)
+        return {"response": "finally"}
+
+    policy = RetryPolicy(base_s=0.01, cap_s=0.05, jitter="full")
+    proc = await make_processor(max_workers=1, backend=FunctionBackend(limited), retry=policy)
+    statuses: list[str] = []
+    proc.add_callback("task_retrying", lambda t: statuses.append(t.status.value))
+    task_id = await proc.submit_task(**CHAT, max_retries=3)
+    final = await proc.wait_for_task(task_id, timeout=10)
+    assert final["status"] == "completed" and final["retry_count"] == 2
+    assert statuses == ["retrying", "retrying"]
+    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    assert all(gap >= 0.19 for gap in gaps), gaps  # retry_after beats the 0.05 s cap
+    assert (await proc.get_stats())["retried_tasks"] == 2
+
+
+async def test_retrying_status_is_visible_while_waiting(make_processor: MakeProcessor) -> None:
+    async def fail(req: Any) -> dict[str, Any]:
+        raise RateLimitError("busy", retry_after=30)
+
+    proc = await make_processor(max_workers=1, backend=FunctionBackend(fail))
+    seen = asyncio.Event()
+    proc.add_callback("task_retrying", lambda t: seen.set())
+    task_id = await proc.submit_task(**CHAT)
+    await seen.wait()
+    status = await proc.get_task_status(task_id)
+    assert status is not None and status["status"] == "retrying"
+    assert status["error_type"] == "RateLimitError" and status["retry_count"] == 1
+    assert (await proc.get_stats())["waiting_retry"] == 1
+    assert await proc.cancel_task(task_id) is True
+    assert (await proc.get_stats())["waiting_retry"] == 0
+
+
+async def test_permanent_errors_are_not_retried(make_processor: MakeProcessor) -> None:
+    backend = FunctionBackend(_raise(ContentFilterError("blocked")))
+    proc = await make_processor(max_workers=1, backend=backend)
+    failed: list[AITask] = []
+    proc.add_callback("task_failed", failed.append)
+    task_id = await proc.submit_task(**CHAT, max_retries=3)
+    final = await proc.wait_for_task(task_id, timeout=10)
+    assert backend.calls == 1 and final["status"] == "failed"
+    assert final["error_type"] == "ContentFilterError" and final["error_message"] == "blocked"
+    assert [t.task_id for t in failed] == [task_id] and failed[0].error_type == "ContentFilterError"
+    assert task_id in await proc.dead_letters()
+
+
+async def test_unknown_backend_exceptions_fail_without_retry(make_processor: MakeProcessor) -> None:
+    backend = FunctionBackend(_raise(KeyError("oops")))
+    proc = await make_processor(max_workers=1, backend=backend)
+    final = await proc.wait_for_task(await proc.submit_task(**CHAT), timeout=10)
+    assert final["error_type"] == "BadRequestError" and "KeyError" in final["error_message"]
+    assert backend.calls == 1
+
+
+def _raise(error: Exception) -> Any:
+    async def fn(req: Any) -> dict[str, Any]:
+        raise error
+    return fn
+
+
+async def test_callbacks_sync_async_and_raising(make_processor: MakeProcessor,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    proc = await make_processor(max_workers=2)
+    got: list[tuple[str, str]] = []
+    done = asyncio.Event()
+
+    async def on_done(task: AITask) -> None:
+        got.append(("async", task.status.value))
+        done.set()
+
+    def broken(task: AITask) -> None:
+        raise RuntimeError("callback bug")
+
+    proc.add_callback("task_completed", broken)
+    proc.add_callback("task_completed", lambda t: got.append(("sync", t.result["response"])))
+    proc.add_callback("task_completed", on_done)
+    with pytest.raises(ValueError, match="unknown event"):
+        proc.add_callback("task_finished", print)
+    with caplog.at_level(logging.ERROR, logger="chatroom_async.events"):
+        task_id = await proc.submit_task(**CHAT)
+        await wait_until(lambda: len(got) == 2, done)
+    assert ("async", "completed") in got
+    assert "callback bug" in caplog.text
+    assert (await proc.get_task_status(task_id))["status"] == "completed"  # type: ignore[index]
+    second = await proc.submit_task(**CHAT)  # the worker is unharmed
+    assert (await proc.wait_for_task(second, timeout=10))["status"] == "completed"
+
+
+async def test_events_reach_another_process(make_processor: MakeProcessor) -> None:
+    client = await make_processor(max_workers=0)
+    seen: list[tuple[str, str]] = []
+    done = asyncio.Event()
+    for name in ("task_started", "task_completed"):
+        client.add_callback(name, lambda t, n=name: (seen.append((n, t.task_id)), done.set()))
+    await make_processor(max_workers=1)
+    task_id = await client.submit_task(**CHAT)
+    final = await client.wait_for_task(task_id, timeout=10)
+    assert final["status"] == "completed"
+    await wait_until(lambda: len(seen) == 2, done)
+    assert seen == [("task_started", task_id), ("task_completed", task_id)]
+
+
+class Streamer:
+    async def complete(self, request: Any) -> dict[str, Any]:
+        raise AssertionError("the processor should stream")
+
+    async def stream(self, request: Any) -> Any:
+        words = ["你", "好", "！"]
+        for i, word in enumerate(words):
+            last = i == len(words) - 1
+            yield StreamChunk(i, word, finish_reason="stop" if last else None,
+                              result={"response": "".join(words)} if last else None)
+
+
+async def test_streamed_chunks_become_progress_events(make_processor: MakeProcessor) -> None:
+    client = await make_processor(max_workers=0)
+    local: list[str] = []
+    remote: list[str] = []
+    done = asyncio.Event()
+    worker = await make_processor(max_workers=1, backend=Streamer())
+    worker.add_callback("task_progress", lambda t: local.append(t.progress["text"]))
+    client.add_callback("task_progress", lambda t: (remote.append(t.progress["text"]), done.set()))
+    task_id = await client.submit_task(**CHAT)
+    final = await client.wait_for_task(task_id, timeout=10)
+    assert final["result"] == {"response": "你好！"}
+    assert local == ["你", "好", "！"]
+    await wait_until(lambda: len(remote) == 3, done)
+    assert remote == local
+
+
+async def test_response_cache_skips_the_backend(make_processor: MakeProcessor) -> None:
+    backend = FunctionBackend(_echo)
+    proc = await make_processor(max_workers=1, backend=backend, cache_ttl_s=60.0)
+    first = await proc.wait_for_task(await proc.submit_task(**CHAT), timeout=10)
+    second = await proc.wait_for_task(await proc.submit_task(**CHAT), timeout=10)
+    other = await proc.wait_for_task(
+        await proc.submit_task(1, "chat_completion", {"message": "different"}), timeout=10)
+    assert backend.calls == 2
+    assert second["result"] == first["result"] and second["cached"] and not first["cached"]
+    assert not other["cached"]
+
+
+async def _echo(req: Any) -> dict[str, Any]:
+    return {"response": req.request_data["message"]}
+
+
+async def test_stats_are_shared_between_processes(make_processor: MakeProcessor) -> None:
+    a = await make_processor(max_workers=2)
+    b = await make_processor(max_workers=2, backend=FunctionBackend(_raise(ContentFilterError())))
+    ids = [await a.submit_task(**CHAT) for _ in range(3)] + \
+          [await b.submit_task(**CHAT) for _ in range(3)]
+    finals = [await a.wait_for_task(t, timeout=10) for t in ids]
+    statuses = sorted(f["status"] for f in finals)
+    for proc in (a, b):
+        stats = await proc.get_stats()
+        assert stats["total_tasks"] == 6
+        assert stats["completed_tasks"] == statuses.count("completed")
+        assert stats["failed_tasks"] == statuses.count("failed")
+        assert stats["success_rate"] + stats["failure_rate"] == pytest.approx(1.0)
+        assert stats["current_queue_size"] == 0 and stats["active_tasks_count"] == 0
+
+
+async def test_graceful_stop_hands_unfinished_tasks_back(make_processor: MakeProcessor) -> None:
+    gate = Gate()
+    first = await make_processor(max_workers=2, backend=gate)
+    ids = [await first.submit_task(**CHAT) for _ in range(3)]
+    started = asyncio.Event()
+    first.add_callback("task_started", lambda t: started.set())
+    await wait_until(lambda: len(gate.started) == 2, gate.entered)
+    await first.stop(drain_timeout_s=0.05)
+    assert sorted(gate.cancelled) == sorted(gate.started)
+    for task_id in ids:
+        assert (await first.queue.record(task_id))["status"] == "pending"  # type: ignore[union-attr]
+    second = await make_processor(max_workers=3)
+    for task_id in ids:
+        assert (await second.wait_for_task(task_id, timeout=10))["status"] == "completed"
+
+
+async def test_drain_lets_running_tasks_finish(make_processor: MakeProcessor) -> None:
+    gate = Gate()
+    proc = await make_processor(max_workers=1, backend=gate)
+    task_id = await proc.submit_task(**CHAT)
+    await gate.entered.wait()
+    stopping = asyncio.create_task(proc.stop(drain_timeout_s=30))
+    await asyncio.sleep(0)  # let stop() begin draining
+    gate.release.set()
+    await stopping
+    assert (await proc.queue.record(task_id))["status"] == "completed"  # type: ignore[union-attr]
+
+
+async def test_garbage_records_are_moved_aside_and_the_worker_goes_on(
+        make_processor: MakeProcessor) -> None:
+    client = await make_processor(max_workers=0)
+    keys = client.keys
+    redis = client.redis
+    assert redis is not None
+    await redis.hset(keys.task("bad"), mapping={"spec": "{not json", "priority": "4",
+                                                "max_retries": "3", "status": "pending",
+                                                "retry_count": "0", "deliveries": "0"})
+    await redis.zadd(keys.ready, {"bad": 0.0, "ghost": 0.1})
+    good = await client.submit_task(**CHAT)
+    worker = await make_processor(max_workers=1)
+    assert (await worker.wait_for_task(good, timeout=10))["status"] == "completed"
+    bad = await worker.wait_for_task("bad", timeout=10)
+    assert bad["status"] == "failed" and bad["error_type"] == "CorruptTaskError"
+    assert "bad" in await worker.dead_letters()
+    assert (await worker.get_stats())["garbage"] == 1
+
+
+async def test_using_a_stopped_processor_is_a_clear_error() -> None:
+    from chatroom_async import AsyncAIProcessor
+
+    proc = AsyncAIProcessor()
+    with pytest.raises(ProcessorError, match="not running"):
+        await proc.submit_task(**CHAT)
+    with pytest.raises(ProcessorError):
+        AsyncAIProcessor(max_workers=-1)
+
+
+async def test_a_bad_scheduler_score_queues_nothing(make_processor: MakeProcessor) -> None:
+    class Broken:
+        def score(self, task: AITask, ctx: Any) -> float:
+            return float("nan")
+
+    proc = await make_processor(max_workers=0, scheduler=Broken())
+    with pytest.raises(ProcessorError, match="finite"):
+        await proc.submit_task(**CHAT)
+    assert (await proc.get_stats())["total_tasks"] == 0
+
+
+async def test_a_pluggable_scheduler_with_user_context(make_processor: MakeProcessor) -> None:
+    class VipFirst:
+        def score(self, task: AITask, ctx: Any) -> float:
+            return task.created_at - (1000.0 if ctx.get("vip") else 0.0)
+
+    client = await make_processor(max_workers=0, scheduler=VipFirst(),
+                                  user_context=lambda uid: {"vip": uid == 99})
+    plain = await client.submit_task(**CHAT)
+    vip = await client.submit_task(**{**CHAT, "user_id": 99})
+    ran: list[str] = []
+    worker = await make_processor(max_workers=1)
+    worker.add_callback("task_started", lambda t: ran.append(t.task_id))
+    await worker.wait_for_task(plain, timeout=10)
+    assert ran == [vip, plain]
