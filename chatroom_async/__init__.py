@@ -33,6 +33,7 @@ from .processor import AsyncAIProcessor
 from .retry import RetryPolicy
 from .scheduler import PriorityScheduler, Scheduler
 from .settings import ProcessorSettings
+from .simulated import SimSettings, SimulatedAIBackend
 from .task import AITask, TaskPriority, TaskStatus
 from .validation import Limits
 
@@ -42,6 +43,6 @@ __all__ = [
     "ContextTooLongError", "EVENT_TYPES", "FunctionBackend", "InstantBackend", "Limits",
     "LoopClock", "OverloadedError", "PermanentAIError", "PriorityScheduler", "ProcessorError",
     "ProcessorSettings", "RateLimitError", "RetryPolicy", "RetryableAIError", "Scheduler",
-    "ServerError", "StreamChunk", "StreamInterruptedError", "SystemClock", "TaskNotFoundError",
+    "ServerError", "SimSettings", "SimulatedAIBackend", "StreamChunk", "StreamInterruptedError", "SystemClock", "TaskNotFoundError",
     "TaskPriority", "TaskStatus", "TaskWaitTimeout", "ValidationError",
 ]

@@ -7,6 +7,7 @@
 -- Returns {claimed, dead, next_due}: claimed is a flat list of
 -- (id, spec, priority, max_retries, retry_count, deliveries); dead lists task ids that
 -- exceeded their delivery limit; next_due is the earliest retry or lease deadline, or ''.
+local unpack = unpack or table.unpack
 local now, prefix = tonumber(ARGV[1]), ARGV[5]
 local depth = {}
 local function bump(priority, n) depth[priority] = (depth[priority] or 0) + n end
@@ -29,7 +30,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0
   end
 end
 
-local claimed, dead = {}, {}
+local claimed, dead, leased = {}, {}, {}
 local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[3])
 local extra, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 for i = 1, #popped, 2 do
@@ -56,7 +57,7 @@ for i = 1, #popped, 2 do
       else
         redis.call('HSET', key, 'status', 'processing', 'started_at', ARGV[1],
                    'deliveries', deliveries, 'lease', ARGV[4] .. ':' .. deliveries)
-        redis.call('ZADD', KEYS[2], ARGV[2], id)
+        leased[#leased + 1] = ARGV[2]; leased[#leased + 1] = id
         local n = #claimed
         claimed[n + 1] = id; claimed[n + 2] = f[1]; claimed[n + 3] = f[2]
         claimed[n + 4] = f[3]; claimed[n + 5] = f[4]; claimed[n + 6] = deliveries
@@ -64,6 +65,7 @@ for i = 1, #popped, 2 do
     end
   end
 end
+if #leased > 0 then redis.call('ZADD', KEYS[2], unpack(leased)) end
 for priority, n in pairs(depth) do
   if n ~= 0 then redis.call('HINCRBY', KEYS[5], priority, n) end
 end

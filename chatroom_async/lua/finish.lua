@@ -7,7 +7,7 @@
 -- Returns a list of 1/0: whether each outcome was recorded.
 local unpack = unpack or table.unpack
 local ttl, prefix = tonumber(ARGV[1]), ARGV[2]
-local recorded, events = {}, {}
+local recorded, events, done = {}, {}, {}
 local completed, failed, retried, proc = 0, 0, 0, 0.0
 local i = 5
 while i <= #ARGV do
@@ -19,7 +19,7 @@ while i <= #ARGV do
   local key = prefix .. id
   if token ~= '' and redis.call('HGET', key, 'lease') == token then
     redis.call('HSET', key, 'lease', '', unpack(ARGV, first, last))
-    redis.call('ZREM', KEYS[1], id)
+    done[#done + 1] = id
     if kind == 'retry' then
       redis.call('ZADD', KEYS[2], due, id)
       retried = retried + 1
@@ -39,6 +39,7 @@ while i <= #ARGV do
     recorded[#recorded + 1] = 0
   end
 end
+if #done > 0 then redis.call('ZREM', KEYS[1], unpack(done)) end
 if completed > 0 then
   redis.call('HINCRBY', KEYS[4], 'completed_tasks', completed)
   redis.call('HINCRBYFLOAT', KEYS[4], 'processing_time_sum', proc)
