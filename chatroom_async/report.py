@@ -245,38 +245,36 @@ def _interval_means(times: list[float], values: list[int], step: float,
 
 # -- text -----------------------------------------------------------------------------------
 def _fmt(value: float | None, unit: str = "") -> str:
-    return "-" if value is None else f"{value:.3g}{unit}" if abs(value) < 100 \
-        else f"{value:,.0f}{unit}"
+    if value is None:
+        return "-"
+    return f"{value:.3g}{unit}" if abs(value) < 100 else f"{value:,.0f}{unit}"
 
 
 def _summary_lines(r: SimulationReport) -> list[str]:
     c, t, lat = r.config, r.totals, r.latency["overall"]
-    speed = f" in {r.wall_time_s:.2f} s of wall time ({r.duration_s / r.wall_time_s:,.0f}x)" \
-        if r.wall_time_s > 0 else ""
-    lines = [f"simulated {c.get('tasks')} tasks, {c.get('concurrency')} workers, "
-             f"{c.get('arrival')} arrivals at {_fmt(c.get('rate'))}/s, seed {c.get('seed')}",
+    speed = (f" in {r.wall_time_s:.2f} s of wall time ({r.duration_s / r.wall_time_s:,.0f}x)"
+             if r.wall_time_s > 0 else "")
+    lines = [(f"simulated {c.get('tasks')} tasks, {c.get('concurrency')} workers, "
+              f"{c.get('arrival')} arrivals at {_fmt(c.get('rate'))}/s, seed {c.get('seed')}"),
              f"  duration      {_fmt(r.duration_s, ' s')} simulated{speed}",
-             f"  tasks         completed {t['completed']}, failed {t['failed']}, cancelled "
-             f"{t['cancelled']}, unfinished {t['unfinished']}; retries {t['retries']}"]
-    if r.failures_by_type:
-        lines.append("  failures      " + ", ".join(f"{k} {v}"
-                                                   for k, v in r.failures_by_type.items()))
-    if r.retries_by_type:
-        lines.append("  retried on    " + ", ".join(f"{k} {v}"
-                                                   for k, v in r.retries_by_type.items()))
+             (f"  tasks         completed {t['completed']}, failed {t['failed']}, cancelled "
+              f"{t['cancelled']}, unfinished {t['unfinished']}; retries {t['retries']}")]
+    for label, counts in (("failures", r.failures_by_type), ("retried on", r.retries_by_type)):
+        if counts:
+            lines.append(f"  {label:<13} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     tp, g, o = r.throughput, r.goodput, r.occupancy
-    lines += [f"  throughput    {_fmt(tp['overall_per_s'])}/s overall, "
-              f"{_fmt(tp['steady_per_s'])}/s steady (offered {_fmt(tp['offered_per_s'])}/s)",
+    share = None if g["fraction"] is None else 100 * g["fraction"]
+    lines += [(f"  throughput    {_fmt(tp['overall_per_s'])}/s overall, "
+               f"{_fmt(tp['steady_per_s'])}/s steady (offered {_fmt(tp['offered_per_s'])}/s)"),
               "  latency (s)   " + _pcts(lat)]
     lines += [f"    {name:<11} " + _pcts(s) for name, s in r.latency["by_priority"].items()]
     lines += [f"  ttft (s)      backend {_pcts(r.ttft['backend'])}",
               f"                end to end {_pcts(r.ttft['end_to_end'])}",
-              f"  goodput       {g['count']} tasks within {_fmt(g['target_s'], ' s')} "
-              f"({_fmt(100 * g['fraction'] if g['fraction'] is not None else None, '%')}), "
-              f"{_fmt(g['per_s'])}/s",
-              f"  queue         mean {_fmt(o['mean_queue_depth'])}, max "
-              f"{o['max_queue_depth']}; in flight mean {_fmt(o['mean_in_flight'])}, "
-              f"max {o['max_in_flight']}"]
+              (f"  goodput       {g['count']} tasks within {_fmt(g['target_s'], ' s')} "
+               f"({_fmt(share, '%')}), {_fmt(g['per_s'])}/s"),
+              (f"  queue         mean {_fmt(o['mean_queue_depth'])}, max "
+               f"{o['max_queue_depth']}; in flight mean {_fmt(o['mean_in_flight'])}, "
+               f"max {o['max_in_flight']}")]
     return lines
 
 

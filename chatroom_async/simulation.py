@@ -1,10 +1,10 @@
 """The virtual-time simulator: one call runs the real `AsyncAIProcessor` on fakeredis with
 the simulated backend, feeds it a seeded arrival process, and returns a `SimulationReport`.
 
-Owns `SimulationConfig`, `simulate` / `simulate_async`, the event collector and the
-`simulate` CLI command. It only drives and observes: the processor, the backend, the
-arrival processes (`chatroom_async.arrivals`) and the figures (`chatroom_async.report`)
-live elsewhere. Determinism comes from the virtual-time loop (`chatroom_async.vtime`),
+Owns `SimulationConfig`, `simulate` / `simulate_async` and the `simulate` CLI command. It
+only builds and drives a run: the processor, the backend, the arrival processes
+(`chatroom_async.arrivals`), the event recorder (`chatroom_async.recorder`) and the
+figures (`chatroom_async.report`) live elsewhere. Determinism comes from the virtual-time loop (`chatroom_async.vtime`),
 seeded generators and fixed task ids; nothing reads the wall clock but the wall-time figure.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextvars
 import dataclasses
 import json
 import math
@@ -22,16 +21,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .arrivals import (ARRIVAL_KINDS, DEFAULT_PRIORITY_MIX, DEFAULT_REQUEST_MIX, check_mix,
-                       plan_arrivals)
-from .backend import AIRequest
+from .arrivals import (
+    ARRIVAL_KINDS,
+    DEFAULT_PRIORITY_MIX,
+    DEFAULT_REQUEST_MIX,
+    Arrival,
+    check_mix,
+    plan_arrivals,
+)
 from .clock import LoopClock
 from .errors import ProcessorError
 from .processor import AsyncAIProcessor
-from .report import RunRecord, SimulationReport, TaskTrace, build_report
+from .recorder import Collector, ProbeClock, ProbedBackend
+from .report import RunRecord, SimulationReport, build_report
 from .settings import ProcessorSettings
 from .simulated import PROFILES, SimSettings, SimulatedAIBackend
-from .task import AITask, TaskPriority
+from .task import TaskPriority
 from .validation import REQUIRED_FIELDS
 from .vtime import run_virtual, run_virtual_async
 
@@ -162,123 +167,168 @@ def estimated_latency_s(s: SimSettings) -> float:
     """
     if not s.simulate_latency:
         return 0.0
-    ttft_sigma = math.log(s.ttft_p99_s / s.ttft_p50_s) / 2.326
+    ttft_sigma = math.log(s.ttft_p99_s / s.ttft_p50_s) / 2.326  # z of p99, as the backend
     ttft = s.ttft_p50_s * math.exp(ttft_sigma ** 2 / 2)
     tokens = s.output_tokens_p50 * math.exp(s.output_tokens_sigma ** 2 / 2)
     per_token = math.exp(s.output_tps_sigma ** 2 / 2) / s.output_tps_p50
     return ttft + max(0.0, tokens - 1) * per_token
 
 
-# -- observing ------------------------------------------------------------------------------
-_CALL: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
-    "chatroom_async_sim_call", default=None)
+# -- running --------------------------------------------------------------------------------
+def simulate(config: SimulationConfig | None = None, **changes: Any) -> SimulationReport:
+    """Run a simulation now, in this thread, and return its report (shell and scripts).
 
+    Args:
+        config: the run (default `SimulationConfig()`).
+        **changes: `SimulationConfig` fields replacing those of `config`.
 
-class _ProbeClock(LoopClock):
-    """The backend's clock; notes the first wait of each call, which is its TTFT.
-
-    Interim: SimulatedAIBackend has no per-call TTFT hook yet. A call sleeps its TTFT first
-    (a hang sleeps too, but a hung call never succeeds, and only successes are kept).
+    Raises:
+        ProcessorError: called inside a running event loop; there (a Jupyter cell, an async
+            function) use `await simulate_async(config)`.
+        ValueError: an invalid setting.
     """
-
-    async def sleep(self, seconds: float) -> None:
-        box = _CALL.get()
-        if box is not None and not box:
-            box.append(max(0.0, seconds))
-        await asyncio.sleep(max(0.0, seconds))
-
-
-class _ProbedBackend:
-    """Wraps the simulated backend to record each successful call's TTFT by task id."""
-
-    def __init__(self, inner: SimulatedAIBackend, record: RunRecord) -> None:
-        self.inner, self.record = inner, record
-
-    async def complete(self, request: AIRequest) -> dict[str, Any]:
-        box: list[float] = []
-        token = _CALL.set(box)
-        try:
-            result = await self.inner.complete(request)
-        finally:
-            _CALL.reset(token)
-        trace = self.record.traces.get(request.task_id)
-        if trace is not None:
-            trace.ttft = box[0] if box else 0.0
-        return result
+    config = dataclasses.replace(config or SimulationConfig(), **changes)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise ProcessorError("simulate() cannot run inside a running event loop (a Jupyter "
+                             "cell, an async function): use `await simulate_async(config)`")
+    started = time.perf_counter()
+    report = run_virtual(lambda: _run(config))
+    return dataclasses.replace(report, wall_time_s=time.perf_counter() - started)
 
 
-class _Collector:
-    """Turns the processor's events into traces and the queue/in-flight step function."""
+async def simulate_async(config: SimulationConfig | None = None,
+                         **changes: Any) -> SimulationReport:
+    """`simulate` for a running loop (a Jupyter cell): runs on a worker thread's own virtual
+    loop, leaving the caller's loop free. Same arguments, same report."""
+    config = dataclasses.replace(config or SimulationConfig(), **changes)
+    started = time.perf_counter()
+    report = await run_virtual_async(lambda: _run(config))
+    return dataclasses.replace(report, wall_time_s=time.perf_counter() - started)
 
-    def __init__(self, record: RunRecord, expected: int) -> None:
-        self.record, self.expected = record, expected
-        self.loop = asyncio.get_running_loop()
-        self.submitted = self.in_flight = self.finished = 0
-        self.all_done = asyncio.Event()
 
-    def attach(self, processor: AsyncAIProcessor) -> None:
-        for event in ("task_started", "task_completed", "task_failed", "task_retrying",
-                      "task_cancelled"):
-            processor.add_callback(event, getattr(self, "on_" + event[5:]))
+async def _run(config: SimulationConfig) -> SimulationReport:
+    """The whole run, on the virtual loop: build, feed, wait, measure, stop."""
+    plan = plan_arrivals(tasks=config.tasks, arrival=config.arrival,
+                         rate=config.effective_rate(), burstiness=config.burstiness,
+                         request_mix=config.request_mix, priority_mix=config.priority_mix,
+                         users=config.users, seed=config.seed)
+    record = RunRecord()
+    inner = SimulatedAIBackend(config.sim_settings(), seed=config.seed,
+                               clock=ProbeClock(SIM_EPOCH))
+    backend = ProbedBackend(inner, record, streaming=config.settings.stream)
+    processor = AsyncAIProcessor(max_workers=config.concurrency, backend=backend,
+                                 clock=LoopClock(SIM_EPOCH), seed=config.seed,
+                                 settings=config.settings)
+    collector = Collector(record, len(plan))
+    collector.attach(processor)
+    await processor.start()
+    try:
+        await _drive(processor, plan, collector, config)
+        record.end = asyncio.get_running_loop().time()
+        stats = await processor.get_stats()
+    finally:
+        await processor.stop(drain_timeout_s=0.0)
+    return build_report(record, config=config.as_dict(),
+                        latency_target_s=config.latency_target_s,
+                        sample_interval_s=config.sample_interval_s,
+                        backend=_backend_stats(inner), processor=_processor_stats(stats))
 
-    def arrived(self, task_id: str, at: float, priority: TaskPriority) -> None:
-        self.record.traces[task_id] = TaskTrace(at, priority.name.lower())
-        self.submitted += 1
-        self._step()
 
-    def _step(self) -> None:
-        r = self.record
-        r.step_t.append(self.loop.time())
-        r.step_queue.append(self.submitted - self.finished - self.in_flight)
-        r.step_in_flight.append(self.in_flight)
+async def _drive(processor: AsyncAIProcessor, plan: list[Arrival], collector: Collector,
+                 config: SimulationConfig) -> None:
+    """Feed the plan; return once every task has finished, or at the horizon."""
+    loop = asyncio.get_running_loop()
+    # By default a week past the last arrival: far beyond any timeout and retry budget.
+    horizon = config.horizon_s if config.horizon_s is not None else plan[-1].at + 7 * 86_400.0
+    feeder = asyncio.create_task(_feed(processor, plan, collector, config))
+    finished = asyncio.create_task(collector.all_done.wait())
+    try:
+        await asyncio.wait({feeder, finished}, timeout=horizon,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if feeder.done() and not feeder.cancelled() and feeder.exception() is not None:
+            raise feeder.exception()  # type: ignore[misc]  # a submit failed: a bug, not data
+        if not finished.done():
+            await asyncio.wait({finished}, timeout=max(0.0, horizon - loop.time()))
+    finally:
+        for job in (feeder, finished):
+            job.cancel()
+        await asyncio.gather(feeder, finished, return_exceptions=True)
 
-    def on_started(self, task: AITask) -> None:
-        trace = self.record.traces[task.task_id]
-        now = self.loop.time()
-        if trace.first_start is None:
-            trace.first_start = now
-        trace.attempt_start = now
-        if not trace.running:  # a reclaimed task starts again without an end event
-            trace.running = True
-            self.in_flight += 1
-        self._step()
 
-    def _attempt_over(self, trace: TaskTrace, now: float) -> None:
-        if trace.running:
-            trace.running = False
-            self.in_flight -= 1
-            self.record.attempt_s.append(now - (trace.attempt_start or now))
+async def _feed(processor: AsyncAIProcessor, plan: list[Arrival], collector: Collector,
+                config: SimulationConfig) -> None:
+    loop = asyncio.get_running_loop()
+    for a in plan:
+        if a.at > loop.time():
+            await asyncio.sleep(a.at - loop.time())
+        collector.arrived(a.task_id, a.priority)
+        await processor.submit_task(a.user_id, a.request_type, a.request_data, a.priority,
+                                    config.timeout_s, max_retries=config.max_retries,
+                                    task_id=a.task_id)
 
-    def on_retrying(self, task: AITask) -> None:
-        trace = self.record.traces[task.task_id]
-        self._attempt_over(trace, self.loop.time())
-        trace.retries += 1
-        kind = task.error_type or "unknown"
-        self.record.retries_by_type[kind] = self.record.retries_by_type.get(kind, 0) + 1
-        self._step()
 
-    def _end(self, task: AITask, outcome: str) -> None:
-        trace = self.record.traces[task.task_id]
-        if trace.outcome is not None:
-            return
-        now = self.loop.time()
-        self._attempt_over(trace, now)
-        trace.finished, trace.outcome = now, outcome
-        if outcome == "completed":
-            trace.error_type = None
-        else:
-            trace.error_type = task.error_type or "unknown"
-            trace.ttft = None
-        self.finished += 1
-        self._step()
-        if self.finished >= self.expected:
-            self.all_done.set()
+def _backend_stats(backend: SimulatedAIBackend) -> dict[str, Any]:
+    stats = dataclasses.asdict(backend.stats())
+    stats["errors"] = dict(sorted(stats["errors"].items()))
+    return stats
 
-    def on_completed(self, task: AITask) -> None:
-        self._end(task, "completed")
 
-    def on_failed(self, task: AITask) -> None:
-        self._end(task, "failed")
+_PROCESSOR_KEYS = ("total_tasks", "completed_tasks", "failed_tasks", "cancelled_tasks",
+                   "retried_tasks", "reclaimed_tasks", "dead_lettered",
+                   "average_processing_time")
 
-    def on_cancelled(self, task: AITask) -> None:
-        self._end(task, "cancelled")
+
+def _processor_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: stats[key] for key in _PROCESSOR_KEYS}
+
+
+# -- command line ---------------------------------------------------------------------------
+def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `simulate` command to an argparse subparsers object; returns its parser.
+
+    The parser's default `handler` is `run_simulate_command`.
+    """
+    p = subparsers.add_parser(
+        "simulate", help="run the processor on simulated traffic in virtual time",
+        description="Run the real processor with the simulated AI backend on an embedded "
+                    "fakeredis in virtual time, and print a report. The same seed gives "
+                    "the same report.")
+    p.add_argument("--tasks", type=int, default=1000, help="tasks to submit (default 1000)")
+    p.add_argument("--concurrency", type=int, default=10, help="workers (default 10)")
+    p.add_argument("--failure-rate", type=float, default=None,
+                   help="the backend's random fault rate per attempt, 0-1 (default: the "
+                        "profile's own rates)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="arrivals per second (default: 10%% above the estimated capacity)")
+    p.add_argument("--arrival", choices=ARRIVAL_KINDS, default="poisson",
+                   help="arrival process (default poisson)")
+    p.add_argument("--profile", choices=tuple(PROFILES), default="realistic",
+                   help="the backend profile (default realistic)")
+    p.add_argument("--timeout", type=float, default=30.0, help="task timeout, s (default 30)")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.set_defaults(handler=run_simulate_command)
+    return p  # type: ignore[no-any-return]
+
+
+def run_simulate_command(args: argparse.Namespace) -> int:
+    """Run `simulate` with parsed arguments; print the summary (or JSON). Returns 0, or 2
+    for invalid settings."""
+    try:
+        config = SimulationConfig(tasks=args.tasks, concurrency=args.concurrency,
+                                  failure_rate=args.failure_rate, seed=args.seed,
+                                  rate=args.rate, arrival=args.arrival, profile=args.profile,
+                                  timeout_s=args.timeout)
+    except (TypeError, ValueError) as exc:
+        print(f"chatroom-async simulate: {exc}", file=sys.stderr)
+        return 2
+    report = simulate(config)
+    if args.json:
+        print(json.dumps(report.to_dict(include_wall_time=True), ensure_ascii=False, indent=1))
+    else:
+        print(report.summary())
+    return 0
