@@ -39,6 +39,7 @@ class ClaimResult:
     claimed: list[Claimed]
     dead: list[str]
     next_due: float | None
+    remaining: int = 0  # ready tasks left after this claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,7 @@ class TaskQueue:
                     extra_deliveries: int) -> ClaimResult:
         """Claim up to `max_count` ready tasks, after promoting due retries and expired leases."""
         k = self.keys
-        claimed, dead, next_due = await self._scripts["claim"](
+        claimed, dead, next_due, remaining = await self._scripts["claim"](
             keys=[k.ready, k.inflight, k.delayed, k.wake, k.depth, k.dead, k.stats, k.garbage],
             args=[repr(now), repr(now + lease_s), max_count, worker_id, k.task_prefix,
                   extra_deliveries, self.result_ttl, self.dead_letter_cap])
@@ -115,7 +116,8 @@ class TaskQueue:
                     int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}")
             for i in range(0, len(claimed), 6)
         ]
-        return ClaimResult(tasks, list(dead), float(next_due) if next_due else None)
+        return ClaimResult(tasks, list(dead), float(next_due) if next_due else None,
+                           int(remaining))
 
     async def finish(self, outcomes: list[Outcome], *, origin: str,
                      publish: bool = True) -> list[bool]:

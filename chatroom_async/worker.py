@@ -100,7 +100,8 @@ class WorkerPool:
             await self._announce_dead(task_id)
         if result.claimed:
             self._launch(result.claimed, now)
-            return
+            if result.remaining or len(result.claimed) == free:
+                return  # more may be ready: claim again as soon as a slot is free
         wait = self.settings.max_idle_wait_s
         if result.next_due is not None:
             wait = min(wait, max(0.0, result.next_due - now) + 0.001)

@@ -4,30 +4,42 @@
 -- KEYS: 1 ready, 2 inflight, 3 delayed, 4 wake, 5 depth, 6 dead, 7 stats, 8 garbage
 -- ARGV: 1 now, 2 lease deadline, 3 max count, 4 worker id, 5 record key prefix,
 --       6 extra deliveries allowed beyond max_retries + 1, 7 result ttl, 8 dead-letter cap
--- Returns {claimed, dead, next_due}: claimed is a flat list of
+-- Returns {claimed, dead, next_due, remaining}: claimed is a flat list of
 -- (id, spec, priority, max_retries, retry_count, deliveries); dead lists task ids that
--- exceeded their delivery limit; next_due is the earliest retry or lease deadline, or ''.
+-- exceeded their delivery limit; next_due is the earliest retry or lease deadline, or '';
+-- remaining counts the ready tasks left.
 local unpack = unpack or table.unpack
 local now, prefix = tonumber(ARGV[1]), ARGV[5]
 local depth = {}
 local function bump(priority, n) depth[priority] = (depth[priority] or 0) + n end
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)) do
-  redis.call('ZREM', KEYS[3], id)
-  local f = redis.call('HMGET', prefix .. id, 'score', 'priority')
-  if f[1] then redis.call('ZADD', KEYS[1], f[1], id); bump(f[2], 1) end
+local function head(key)
+  local h = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return h[2] and tonumber(h[2]) or nil
 end
-
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)) do
-  redis.call('ZREM', KEYS[2], id)
-  local key = prefix .. id
-  local f = redis.call('HMGET', key, 'score', 'priority', 'status')
-  if f[1] and f[3] == 'processing' then
-    redis.call('HSET', key, 'status', 'pending', 'lease', '')
-    redis.call('ZADD', KEYS[1], f[1], id)
-    bump(f[2], 1)
-    redis.call('HINCRBY', KEYS[7], 'reclaimed_tasks', 1)
+-- Sweep a set only when its earliest entry is due: most claims find nothing to move.
+local delayed_head, inflight_head = head(KEYS[3]), head(KEYS[2])
+if delayed_head and delayed_head <= now then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)) do
+    redis.call('ZREM', KEYS[3], id)
+    local f = redis.call('HMGET', prefix .. id, 'score', 'priority')
+    if f[1] then redis.call('ZADD', KEYS[1], f[1], id); bump(f[2], 1) end
   end
+  delayed_head = head(KEYS[3])
+end
+if inflight_head and inflight_head <= now then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)) do
+    redis.call('ZREM', KEYS[2], id)
+    local key = prefix .. id
+    local f = redis.call('HMGET', key, 'score', 'priority', 'status')
+    if f[1] and f[3] == 'processing' then
+      redis.call('HSET', key, 'status', 'pending', 'lease', '')
+      redis.call('ZADD', KEYS[1], f[1], id)
+      bump(f[2], 1)
+      redis.call('HINCRBY', KEYS[7], 'reclaimed_tasks', 1)
+    end
+  end
+  inflight_head = head(KEYS[2])
 end
 
 local claimed, dead, leased = {}, {}, {}
@@ -71,15 +83,16 @@ for priority, n in pairs(depth) do
 end
 if #dead > 0 then redis.call('LTRIM', KEYS[6], -tonumber(ARGV[8]), -1) end
 
-if redis.call('ZCARD', KEYS[1]) > 0 then
+local remaining = redis.call('ZCARD', KEYS[1])
+if remaining > 0 then
   if #claimed > 0 and redis.call('LLEN', KEYS[4]) == 0 then redis.call('LPUSH', KEYS[4], 1) end
 else
   redis.call('DEL', KEYS[4])
 end
 
-local next_due = ''
-local d = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-local l = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if d[2] then next_due = d[2] end
-if l[2] and (next_due == '' or tonumber(l[2]) < tonumber(next_due)) then next_due = l[2] end
-return {claimed, dead, next_due}
+-- The earliest retry or lease deadline: an idle worker sleeps until then at most. Leases
+-- claimed just now end later than any existing head, so they never come first.
+local next_due = delayed_head
+if inflight_head and (not next_due or inflight_head < next_due) then next_due = inflight_head end
+if not next_due and #leased > 0 then next_due = tonumber(ARGV[2]) end
+return {claimed, dead, next_due and tostring(next_due) or '', remaining}
