@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import os
 import random
 import socket
@@ -23,7 +24,7 @@ from .attempt import Attempt
 from .backend import AIBackend, InstantBackend
 from .cache import ResponseCache
 from .clock import Clock, SystemClock
-from .errors import ProcessorError, TaskWaitTimeout, ValidationError
+from .errors import ProcessorError, TaskNotFoundError, TaskWaitTimeout, ValidationError
 from .events import EventBus, event_json, message_json
 from .keys import Keys
 from .metrics import LocalMetrics
@@ -199,8 +200,7 @@ class AsyncAIProcessor:
             got = self.user_context(task.user_id)
             context = await got if inspect.isawaitable(got) else got
         score = self.scheduler.score(task, context)
-        if not isinstance(score, (int, float)) or score != score or score in (float("inf"),
-                                                                              float("-inf")):
+        if not isinstance(score, (int, float)) or not math.isfinite(score):
             raise ProcessorError(f"scheduler {type(self.scheduler).__name__} returned "
                                  f"{score!r}; a score must be a finite number")
         return float(score)
@@ -224,9 +224,7 @@ class AsyncAIProcessor:
             TaskNotFoundError: no such task.
             TaskWaitTimeout: still unfinished after `timeout` seconds.
         """
-        from .errors import TaskNotFoundError
-
-        queue = self._queue()
+        self._queue()
         fut = self.bus.waiter(task_id)  # registered before reading: no lost wake-up
         try:
             status = await self.get_task_status(task_id)
@@ -239,7 +237,6 @@ class AsyncAIProcessor:
                     await fut
             except TimeoutError:
                 raise TaskWaitTimeout(f"task {task_id} unfinished after {timeout} s") from None
-            del queue
             final = await self.get_task_status(task_id)
             return final if final is not None else status_dict(fut.result())
         finally:
