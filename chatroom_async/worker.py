@@ -23,7 +23,7 @@ from .attempt import Attempt
 from .clock import Clock
 from .events import EventBus, event_json, message_json
 from .metrics import LocalMetrics
-from .queue import Claimed, Outcome, TaskQueue
+from .queue import Claimed, ClaimResult, Outcome, TaskQueue
 from .records import task_from_record, task_from_spec
 from .settings import ProcessorSettings
 from .task import AITask, TaskStatus
@@ -68,6 +68,7 @@ class WorkerPool:
         self._outbox: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._outbox_ready = asyncio.Event()
         self._stopping = False
+        self._full = False  # the fetcher waits for a free slot
         self._loops: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Future[Any]] = set()
 
@@ -83,7 +84,11 @@ class WorkerPool:
             free = self.concurrency - len(self.running)
             if free <= 0:
                 self._slot_freed.clear()
-                await self._slot_freed.wait()
+                self._full = True  # the flusher claims for the slots it frees
+                try:
+                    await self._slot_freed.wait()
+                finally:
+                    self._full = False
                 continue
             try:
                 await self._fetch_once(free)
@@ -121,7 +126,6 @@ class WorkerPool:
             run = _Run(task, c.token)
             self.running[task.task_id] = run
             run.handle = asyncio.create_task(self._run(run), name=f"task:{task.task_id}")
-            self.bus.fire("task_started", task)
             if self.settings.publish_events:
                 started.append(event_json("task_started", task))
         if started:
@@ -157,6 +161,7 @@ class WorkerPool:
     # -- running ---------------------------------------------------------------------------
     async def _run(self, run: _Run) -> None:
         task = run.task
+        self.bus.fire("task_started", task)  # here, not at launch: after earlier runs' events
         try:
             outcome, event, final = await self.attempt.run(task, run.token)
             run.submitted = True
@@ -200,9 +205,10 @@ class WorkerPool:
         while self._outbox:
             batch = self._outbox[:_MAX_FINISH_BATCH]
             del self._outbox[:_MAX_FINISH_BATCH]
+            claimed: ClaimResult | None = None
+            now = self.clock.now()
             try:
-                recorded = await self.queue.finish([o for o, _ in batch], origin=self.bus.origin,
-                                                   publish=self.settings.publish_events)
+                recorded, claimed = await self._record([o for o, _ in batch], now)
             except Exception as exc:  # the leases will expire and the tasks run again
                 log.error("worker %s: could not record %d outcomes: %r", self.worker_id,
                           len(batch), exc)
@@ -210,6 +216,31 @@ class WorkerPool:
             for (_, fut), ok in zip(batch, recorded, strict=True):
                 if not fut.done():
                     fut.set_result(ok)
+            if claimed is not None:  # after the finished runs are woken: events stay in order
+                await self._adopt(claimed, now)
+
+    async def _record(self, outcomes: list[Outcome],
+                      now: float) -> tuple[list[bool], ClaimResult | None]:
+        """Record a batch; when the pool is full, claim for the freed slots in the same call."""
+        publish = self.settings.publish_events
+        freeing = sum(1 for o in outcomes if o.task_id in self.running)
+        slots = self.concurrency - len(self.running) + freeing
+        if not (self._full and not self._stopping and slots > 0):
+            return await self.queue.finish(outcomes, origin=self.bus.origin,
+                                           publish=publish), None
+        return await self.queue.finish_and_claim(
+            outcomes, origin=self.bus.origin, publish=publish, now=now,
+            lease_s=self.settings.lease_s, max_count=slots, worker_id=self.worker_id,
+            extra_deliveries=self.settings.extra_deliveries)
+
+    async def _adopt(self, result: ClaimResult, now: float) -> None:
+        """Run tasks the flusher claimed, unless stop() began meanwhile."""
+        if self._stopping:
+            await self.queue.release([(c.task_id, c.token) for c in result.claimed])
+            return
+        for task_id in result.dead:
+            self._spawn(self._announce_dead(task_id))
+        self._launch(result.claimed, now)
 
     # -- leases ----------------------------------------------------------------------------
     async def _renew_loop(self) -> None:
