@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from .backend import AIBackend, AIRequest, FunctionBackend, InstantBackend
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         from .simulation import run_simulate_command
         return run_simulate_command(args)
-    commands: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    commands: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "worker": run_worker,
         "submit": run_submit,
         "status": lambda a: _with_client(a, lambda p: p.get_task_status(a.task_id)),

@@ -219,7 +219,8 @@ class TaskQueue:
 
     async def record(self, task_id: str) -> dict[str, str]:
         """The task's hash, empty if unknown."""
-        return await self.redis.hgetall(self.keys.task(task_id))  # type: ignore[no-any-return,misc]
+        fields = await self.redis.hgetall(self.keys.task(task_id))
+        return {str(k): str(v) for k, v in fields.items()}
 
     async def wait_for_work(self, worker_id: str, timeout_s: float) -> None:
         """Block until a wake-up token, a private control message or the timeout."""
@@ -234,8 +235,10 @@ class TaskQueue:
         """Queue depth by priority, in-flight, delayed, dead letters and shared counters."""
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(k.depth).zcard(k.inflight).zcard(k.delayed).llen(k.dead)
-            pipe.llen(k.garbage).hgetall(k.stats)
+            for command, key in (("hgetall", k.depth), ("zcard", k.inflight),
+                                 ("zcard", k.delayed), ("llen", k.dead), ("llen", k.garbage),
+                                 ("hgetall", k.stats)):
+                getattr(pipe, command)(key)
             depth, inflight, delayed, dead, garbage, stats = await pipe.execute()
         return QueueCounts(
             ready_by_priority={int(p): max(0, int(n)) for p, n in depth.items()},
@@ -244,7 +247,7 @@ class TaskQueue:
 
     async def dead_letters(self, count: int = 100) -> list[str]:
         """The newest dead-lettered task ids, oldest first."""
-        return list(await self.redis.lrange(self.keys.dead, -count, -1))  # type: ignore[misc]
+        return [str(x) for x in await self.redis.lrange(self.keys.dead, -count, -1)]
 
     async def purge(self) -> int:
         """Delete every key of this namespace (tests and benchmarks clean up their own)."""

@@ -132,12 +132,12 @@ def _check_request_data(rtype: str, data: object, limits: Limits) -> dict[str, A
 
 
 def _check_timeout(timeout: object, limits: Limits) -> float:
-    ok = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-    if not ok or not math.isfinite(timeout) or not 0 < timeout <= limits.max_timeout_s:  # type: ignore[arg-type]
+    if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+            or not math.isfinite(timeout) or not 0 < timeout <= limits.max_timeout_s):
         raise ValidationError(
             f"timeout must be a number of seconds in (0, {limits.max_timeout_s}], got {timeout!r}",
             field="timeout")
-    return float(timeout)  # type: ignore[arg-type]
+    return float(timeout)
 
 
 def _check_max_retries(max_retries: object, limits: Limits) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +132,7 @@ class WorkerPool:
             msg = message_json(self.bus.origin, started)
             self._spawn(self.queue.redis.publish(self.queue.keys.events, msg))
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> None:
         handle = asyncio.ensure_future(coro)
         self._side_tasks.add(handle)
         handle.add_done_callback(self._side_tasks.discard)
