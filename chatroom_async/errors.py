@@ -9,6 +9,7 @@ exception), so `error_from_record` can rebuild the type on another process.
     ├── ProcessorError             misuse of the processor (not started, closed, bad setting)
     ├── TaskNotFoundError          no record under that task id
     ├── TaskWaitTimeout            wait_for_task gave up before the task finished
+    ├── VirtualTimeDeadlock        (vtime.py) a simulation waits on nothing that can happen
     └── AIError                    an AI backend call failed          .retryable
         ├── RetryableAIError                                           True
         │   ├── RateLimitError        429 (codes 1302 concurrency, 1303 frequency)
