@@ -129,6 +129,8 @@ class AsyncAIProcessor:
                          released)
             self.pool = None
         await self.bus.close()
+        if self.queue is not None:
+            await self.queue.close()
         if self._given_redis is None and self.redis is not None:
             await self.redis.aclose()
         log.info("processor %s stopped", self.worker_id)

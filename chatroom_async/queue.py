@@ -13,6 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .keys import Keys
+from .lane import Lane
 
 _SCRIPTS = ("enqueue", "claim", "finish", "renew", "release", "cancel")
 
@@ -110,14 +111,24 @@ class TaskQueue:
         self._scripts = {name: redis.register_script(_load(name)) for name in _SCRIPTS}
         self._scripts["finish_claim"] = redis.register_script(
             _FINISH_CLAIM.format(finish=_load("finish"), claim=_load("claim")))
+        # One lane per hot caller: submitters, the fetcher, the flusher.
+        self._lanes = {name: Lane(redis) for name in ("enqueue", "claim", "finish")}
+
+    async def _run(self, script: str, lane: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._lanes[lane].run(self._scripts[script], keys, args)
+
+    async def close(self) -> None:
+        """Close the lanes' connections."""
+        for lane in self._lanes.values():
+            await lane.close()
 
     async def enqueue(self, task_id: str, spec: str, priority: int, max_retries: int,
                       score: float) -> bool:
         """Store a new task and make it ready. False if the id is taken."""
         k = self.keys
-        done = await self._scripts["enqueue"](
-            keys=[k.task(task_id), k.ready, k.wake, k.stats, k.depth],
-            args=[task_id, spec, priority, max_retries, repr(score)])
+        done = await self._run("enqueue", "enqueue",
+                               [k.task(task_id), k.ready, k.wake, k.stats, k.depth],
+                               [task_id, spec, priority, max_retries, repr(score)])
         return bool(done)
 
     async def enqueue_many(self, items: list[tuple[str, str, int, int, float]]) -> list[bool]:
@@ -134,9 +145,9 @@ class TaskQueue:
     async def claim(self, *, now: float, lease_s: float, max_count: int, worker_id: str,
                     extra_deliveries: int) -> ClaimResult:
         """Claim up to `max_count` ready tasks, after promoting due retries and expired leases."""
-        reply = await self._scripts["claim"](
-            keys=self._claim_keys(),
-            args=self._claim_args(now, lease_s, max_count, worker_id, extra_deliveries))
+        reply = await self._run("claim", "claim", self._claim_keys(),
+                                self._claim_args(now, lease_s, max_count, worker_id,
+                                                 extra_deliveries))
         return self._claim_result(reply, worker_id)
 
     def _claim_keys(self) -> list[str]:
@@ -162,17 +173,17 @@ class TaskQueue:
     async def finish(self, outcomes: list[Outcome], *, origin: str,
                      publish: bool = True) -> list[bool]:
         """Record a batch of outcomes; each only if its lease is still held."""
-        recorded = await self._scripts["finish"](keys=self._finish_keys(publish),
-                                                 args=self._finish_args(outcomes, origin))
+        recorded = await self._run("finish", "finish", self._finish_keys(publish),
+                                   self._finish_args(outcomes, origin))
         return [bool(r) for r in recorded]
 
     async def finish_and_claim(self, outcomes: list[Outcome], *, origin: str, publish: bool,
                                now: float, lease_s: float, max_count: int, worker_id: str,
                                extra_deliveries: int) -> tuple[list[bool], ClaimResult]:
         """`finish`, then `claim` for the freed slots, atomically and in one round trip."""
-        recorded, reply = await self._scripts["finish_claim"](
-            keys=self._finish_keys(publish) + self._claim_keys(),
-            args=self._claim_args(now, lease_s, max_count, worker_id, extra_deliveries)
+        recorded, reply = await self._run(
+            "finish_claim", "finish", self._finish_keys(publish) + self._claim_keys(),
+            self._claim_args(now, lease_s, max_count, worker_id, extra_deliveries)
             + self._finish_args(outcomes, origin))
         return [bool(r) for r in recorded], self._claim_result(reply, worker_id)
 

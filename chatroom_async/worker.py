@@ -114,7 +114,7 @@ class WorkerPool:
             await self.queue.wait_for_work(self.worker_id, wait)
 
     def _launch(self, claimed: list[Claimed], now: float) -> None:
-        started: list[str] = []
+        runs: list[_Run] = []
         for c in claimed:
             try:
                 task = task_from_spec(c.task_id, c.spec, c.priority, c.max_retries,
@@ -123,14 +123,20 @@ class WorkerPool:
                 self._reject_corrupt(c, str(exc), now)
                 continue
             task.started_at = now
-            run = _Run(task, c.token)
-            self.running[task.task_id] = run
-            run.handle = asyncio.create_task(self._run(run), name=f"task:{task.task_id}")
-            if self.settings.publish_events:
-                started.append(event_json("task_started", task))
-        if started:
-            msg = message_json(self.bus.origin, started)
-            self._spawn(self.queue.redis.publish(self.queue.keys.events, msg))
+            runs.append(_Run(task, c.token))
+        if not runs:
+            return
+        announced: asyncio.Future[Any] | None = None
+        if self.settings.publish_events:
+            # Others must hear "started" before anything later about these tasks, and the
+            # later events travel on other connections: so the runs wait for this publish.
+            msg = message_json(self.bus.origin, [event_json("task_started", r.task) for r in runs])
+            announced = asyncio.ensure_future(
+                self.queue.redis.publish(self.queue.keys.events, msg))
+        for run in runs:
+            self.running[run.task.task_id] = run
+            run.handle = asyncio.create_task(self._run(run, announced),
+                                             name=f"task:{run.task.task_id}")
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         handle = asyncio.ensure_future(coro)
@@ -159,10 +165,12 @@ class WorkerPool:
                     message_json(self.bus.origin, [event_json("task_failed", task)]))
 
     # -- running ---------------------------------------------------------------------------
-    async def _run(self, run: _Run) -> None:
+    async def _run(self, run: _Run, announced: asyncio.Future[Any] | None) -> None:
         task = run.task
         self.bus.fire("task_started", task)  # here, not at launch: after earlier runs' events
         try:
+            if announced is not None:
+                await asyncio.shield(announced)
             outcome, event, final = await self.attempt.run(task, run.token)
             run.submitted = True
             if await self._submit(outcome):

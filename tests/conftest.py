@@ -61,6 +61,7 @@ async def queue(redis: Redis, namespace: str) -> AsyncIterator[TaskQueue]:
     q = TaskQueue(redis, Keys(namespace))
     yield q
     await q.purge()
+    await q.close()
 
 
 MakeProcessor = Callable[..., Awaitable[AsyncAIProcessor]]
