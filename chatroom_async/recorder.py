@@ -1,65 +1,20 @@
 """The simulator's recorder: turns the processor's events into task traces and the
-queue / in-flight step function, and notes each successful backend call's time to first token.
+queue / in-flight step function, and keeps each task's time to first token.
 
 Callbacks only: it never polls the processor or Redis, and it decides nothing about the
-run. What it collects (`RunRecord`) is turned into figures by `chatroom_async.report`.
+run. The processor's events give the traces; the simulated backend's `on_first_token`
+hook gives the TTFT. What it collects (`RunRecord`) is turned into figures by
+`chatroom_async.report`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-from typing import Any
 
 from .backend import AIRequest
-from .clock import LoopClock
 from .processor import AsyncAIProcessor
 from .report import RunRecord, TaskTrace
-from .simulated import SimulatedAIBackend
 from .task import AITask, TaskPriority
-
-_CALL: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
-    "chatroom_async_sim_call", default=None)
-
-
-class ProbeClock(LoopClock):
-    """The backend's clock; notes the first wait of each call, which is its TTFT.
-
-    Interim: SimulatedAIBackend has no per-call TTFT hook yet. A call sleeps its TTFT first
-    (a hang sleeps too, but a hung call never succeeds, and only successes are kept).
-    """
-
-    async def sleep(self, seconds: float) -> None:
-        box = _CALL.get()
-        if box is not None and not box:
-            box.append(max(0.0, seconds))
-        await asyncio.sleep(max(0.0, seconds))
-
-
-class ProbedBackend:
-    """Wraps the simulated backend to record each successful call's TTFT by task id.
-
-    With `streaming`, it also offers the backend's `stream()`; streamed calls are timed
-    by their first `task_progress` event instead (see `Collector`).
-    """
-
-    def __init__(self, inner: SimulatedAIBackend, record: RunRecord, *,
-                 streaming: bool = False) -> None:
-        self.inner, self.record = inner, record
-        if streaming:
-            self.stream = inner.stream
-
-    async def complete(self, request: AIRequest) -> dict[str, Any]:
-        box: list[float] = []
-        token = _CALL.set(box)
-        try:
-            result = await self.inner.complete(request)
-        finally:
-            _CALL.reset(token)
-        trace = self.record.traces.get(request.task_id)
-        if trace is not None:
-            trace.ttft = box[0] if box else 0.0
-        return result
 
 
 class Collector:
@@ -72,11 +27,13 @@ class Collector:
         self.all_done = asyncio.Event()
 
     def attach(self, processor: AsyncAIProcessor) -> None:
-        events = ["task_started", "task_completed", "task_failed", "task_retrying",
-                  "task_cancelled"]
-        if processor.settings.stream:  # progress events cost a callback per chunk
-            events.append("task_progress")
-        for event in events:
+        """Subscribe to the processor's lifecycle events.
+
+        Not to `task_progress`, even when streaming: the TTFT comes from the backend's hook
+        (`on_first_token`), and a callback per chunk would only cost time.
+        """
+        for event in ("task_started", "task_completed", "task_failed", "task_retrying",
+                      "task_cancelled"):
             processor.add_callback(event, getattr(self, "on_" + event[5:]))
 
     def arrived(self, task_id: str, priority: TaskPriority) -> None:
@@ -101,10 +58,15 @@ class Collector:
             self.in_flight += 1
         self._step()
 
-    def on_progress(self, task: AITask) -> None:
-        if task.progress is not None and task.progress.get("index") == 0:
-            trace = self.record.traces[task.task_id]
-            trace.ttft = self.loop.time() - (trace.attempt_start or 0.0)
+    def on_first_token(self, request: AIRequest, ttft_s: float) -> None:
+        """The simulated backend's `on_first_token` hook: the task's latest TTFT.
+
+        Every attempt that gets a first token overwrites it, so a completed task keeps its
+        successful attempt's; a task that ends otherwise drops it (see `_end`).
+        """
+        trace = self.record.traces.get(request.task_id)
+        if trace is not None and trace.outcome is None:
+            trace.ttft = ttft_s
 
     def _attempt_over(self, trace: TaskTrace, now: float) -> None:
         if trace.running:

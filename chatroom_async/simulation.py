@@ -4,8 +4,9 @@ the simulated backend, feeds it a seeded arrival process, and returns a `Simulat
 Owns `SimulationConfig`, `simulate` / `simulate_async` and the `simulate` CLI command. It
 only builds and drives a run: the processor, the backend, the arrival processes
 (`chatroom_async.arrivals`), the event recorder (`chatroom_async.recorder`) and the
-figures (`chatroom_async.report`) live elsewhere. Determinism comes from the virtual-time loop (`chatroom_async.vtime`),
-seeded generators and fixed task ids; nothing reads the wall clock but the wall-time figure.
+figures (`chatroom_async.report`) live elsewhere. Determinism comes from the virtual-time
+loop (`chatroom_async.vtime`), seeded generators and fixed task ids; nothing reads the wall
+clock but the wall-time figure.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .arrivals import (
 from .clock import LoopClock
 from .errors import ProcessorError
 from .processor import AsyncAIProcessor
-from .recorder import Collector, ProbeClock, ProbedBackend
+from .recorder import Collector
 from .report import RunRecord, SimulationReport, build_report
 from .settings import ProcessorSettings
 from .simulated import PROFILES, SimSettings, SimulatedAIBackend
@@ -132,7 +133,7 @@ class SimulationConfig:
         """`rate`, or 10% above the estimated capacity when it is None."""
         if self.rate is not None:
             return float(self.rate)
-        mean = estimated_latency_s(self.sim_settings())
+        mean = self.sim_settings().estimated_latency_s()
         return _RATE_HEADROOM * self.concurrency / mean if mean > 0 else 100.0 * self.concurrency
 
     def as_dict(self) -> dict[str, Any]:
@@ -157,21 +158,6 @@ def _is_int(value: object) -> bool:
 def _positive(value: object) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value) and value > 0)
-
-
-def estimated_latency_s(s: SimSettings) -> float:
-    """The mean latency of one unloaded call of a short prompt, from the settings alone.
-
-    Lognormal means (median * exp(sigma^2 / 2)) of the TTFT and of the decode time of
-    `output_tokens` tokens; ignores the max_tokens cap, load and faults.
-    """
-    if not s.simulate_latency:
-        return 0.0
-    ttft_sigma = math.log(s.ttft_p99_s / s.ttft_p50_s) / 2.326  # z of p99, as the backend
-    ttft = s.ttft_p50_s * math.exp(ttft_sigma ** 2 / 2)
-    tokens = s.output_tokens_p50 * math.exp(s.output_tokens_sigma ** 2 / 2)
-    per_token = math.exp(s.output_tps_sigma ** 2 / 2) / s.output_tps_p50
-    return ttft + max(0.0, tokens - 1) * per_token
 
 
 # -- running --------------------------------------------------------------------------------
@@ -217,13 +203,12 @@ async def _run(config: SimulationConfig) -> SimulationReport:
                          request_mix=config.request_mix, priority_mix=config.priority_mix,
                          users=config.users, seed=config.seed)
     record = RunRecord()
-    inner = SimulatedAIBackend(config.sim_settings(), seed=config.seed,
-                               clock=ProbeClock(SIM_EPOCH))
-    backend = ProbedBackend(inner, record, streaming=config.settings.stream)
-    processor = AsyncAIProcessor(max_workers=config.concurrency, backend=backend,
-                                 clock=LoopClock(SIM_EPOCH), seed=config.seed,
-                                 settings=config.settings)
     collector = Collector(record, len(plan))
+    clock = LoopClock(SIM_EPOCH)
+    backend = SimulatedAIBackend(config.sim_settings(), seed=config.seed, clock=clock,
+                                 on_first_token=collector.on_first_token)
+    processor = AsyncAIProcessor(max_workers=config.concurrency, backend=backend, clock=clock,
+                                 seed=config.seed, settings=config.settings)
     collector.attach(processor)
     await processor.start()
     try:
@@ -235,7 +220,7 @@ async def _run(config: SimulationConfig) -> SimulationReport:
     return build_report(record, config=config.as_dict(),
                         latency_target_s=config.latency_target_s,
                         sample_interval_s=config.sample_interval_s,
-                        backend=_backend_stats(inner), processor=_processor_stats(stats))
+                        backend=_backend_stats(backend), processor=_processor_stats(stats))
 
 
 async def _drive(processor: AsyncAIProcessor, plan: list[Arrival], collector: Collector,

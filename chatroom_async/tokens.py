@@ -3,7 +3,8 @@
 Owns `estimate_tokens` for Chinese and English text, the small Chinese/English phrase pools
 the simulated backend answers from, and the result dicts of the three request types. Pure
 functions: every random choice comes from the `random.Random` passed in; nothing here
-sleeps, keeps state or knows about latency and faults (that is `chatroom_async.simulated`).
+sleeps, keeps state or knows about latency and faults (`chatroom_async.simulated` and its
+`sim_faults`).
 """
 
 from __future__ import annotations

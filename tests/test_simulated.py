@@ -10,9 +10,11 @@ import dataclasses
 import gc
 import math
 import statistics
+from typing import Any
 
 import pytest
 
+from chatroom_async import sim_settings
 from chatroom_async.backend import AIRequest, StreamingAIBackend
 from chatroom_async.errors import (
     AIError,
@@ -29,6 +31,7 @@ from chatroom_async.simulated import (
     FAULT_KINDS,
     PROFILES,
     SimSettings,
+    SimStats,
     SimulatedAIBackend,
 )
 from chatroom_async.tokens import PROMPT_OVERHEAD_TOKENS, estimate_tokens, has_cjk
@@ -65,14 +68,14 @@ class GateClock(FakeClock):
 
 
 def req(task_id: str = "t1", attempt: int = 1, request_type: str = "chat_completion",
-        **data: object) -> AIRequest:
+        **data: Any) -> AIRequest:
     if not data:
         data = {"message": "How do I process AI requests asynchronously?"}
     return AIRequest(task_id=task_id, attempt=attempt, user_id=7, request_type=request_type,
                      request_data=data)
 
 
-def instant(clock: FakeClock | None = None, seed: int = 1, **overrides: object
+def instant(clock: FakeClock | None = None, seed: int = 1, **overrides: Any
             ) -> SimulatedAIBackend:
     return SimulatedAIBackend.from_profile("instant", seed=seed, clock=clock or FakeClock(),
                                            **overrides)
@@ -84,7 +87,8 @@ async def settle(rounds: int = 20) -> None:
         await asyncio.sleep(0)
 
 
-async def outcome(backend: SimulatedAIBackend, request: AIRequest) -> dict | AIError:
+async def outcome(backend: SimulatedAIBackend, request: AIRequest
+                  ) -> dict[str, Any] | AIError:
     try:
         return await backend.complete(request)
     except AIError as exc:
@@ -132,7 +136,7 @@ async def test_content_summary_shape() -> None:
 ])
 async def test_translation_shape(text: str, target: str, source: str | None,
                                  want_source: str, want_zh: bool) -> None:
-    data = {"text": text, "target_language": target}
+    data: dict[str, Any] = {"text": text, "target_language": target}
     if source:
         data["source_language"] = source
     result = await instant().complete(req(request_type="translation", **data))
@@ -178,7 +182,7 @@ async def test_completion_tokens_match_the_estimate_of_the_text(message: str) ->
 async def test_max_tokens_clips_the_answer_with_finish_reason_length() -> None:
     backend = instant()
     chunks = [c async for c in backend.stream(req(message="hi", max_tokens=5))]
-    assert chunks[-1].usage["completion_tokens"] == 5
+    assert chunks[-1].usage is not None and chunks[-1].usage["completion_tokens"] == 5
     assert chunks[-1].finish_reason == "length"
 
 
@@ -209,7 +213,7 @@ _EXPECTED = {
 
 @pytest.mark.parametrize("kind", FAULT_KINDS)
 async def test_each_fault_kind_happens_at_its_configured_rate(kind: str) -> None:
-    rates = {f"{k}_rate": 0.1 if k == kind else 0.0 for k in FAULT_KINDS}
+    rates: dict[str, Any] = {f"{k}_rate": 0.1 if k == kind else 0.0 for k in FAULT_KINDS}
     backend = instant(seed=3, hang_s=1.0, **rates)
     n, hits = 4000, 0
     cls, status, code = _EXPECTED[kind]
@@ -226,7 +230,8 @@ async def test_each_fault_kind_happens_at_its_configured_rate(kind: str) -> None
 
 @pytest.mark.parametrize("kind", FAULT_KINDS)
 async def test_retryable_and_permanent_flags(kind: str) -> None:
-    backend = instant(hang_s=1.0, **{f"{kind}_rate": 1.0})
+    only: dict[str, Any] = {f"{kind}_rate": 1.0}
+    backend = instant(hang_s=1.0, **only)
     error = await outcome(backend, req())
     assert isinstance(error, AIError)
     assert error.retryable is (kind not in ("content_filter", "context_too_long"))
@@ -257,9 +262,9 @@ async def test_failure_rate_knob_overrides_per_kind_rates_in_fixed_shares() -> N
 
 async def test_hang_never_returns_until_cancelled() -> None:
     clock = FakeClock()
+    others: dict[str, Any] = {f"{k}_rate": 0.0 for k in FAULT_KINDS if k != "hang"}
     backend = SimulatedAIBackend.from_profile("realistic", clock=clock, hang_rate=1.0,
-                                              **{f"{k}_rate": 0.0 for k in FAULT_KINDS
-                                                 if k != "hang"})
+                                              **others)
     task = asyncio.create_task(backend.complete(req()))
     await settle()
     await clock.sleep(5 * 3600)  # five hours of clock time
@@ -315,7 +320,7 @@ def test_unknown_or_invalid_settings_are_rejected() -> None:
     with pytest.raises(TypeError):
         SimulatedAIBackend(speed=3)
     with pytest.raises(TypeError):
-        SimSettings(0.1)  # type: ignore[misc]  # keyword-only
+        SimSettings(0.1)  # type: ignore[call-arg, arg-type]  # keyword-only
     with pytest.raises(ValueError):
         SimulatedAIBackend.from_profile("nope")
 
@@ -355,6 +360,7 @@ async def test_rpm_bucket_rejects_with_1303_then_admits_after_refill() -> None:
     with pytest.raises(RateLimitError) as again:
         await backend.complete(req("over"))
     assert again.value.retry_after == pytest.approx(0.5)
+    assert again.value.retry_after is not None
     clock.t += again.value.retry_after
     assert "response" in await backend.complete(req("over"))
     assert backend.stats().errors == {"frequency_limit": 2}
@@ -374,6 +380,7 @@ async def test_tpm_bucket_charges_prompt_plus_max_tokens() -> None:
     missing = cost - (1000 - calls * cost)
     assert info.value.code == "1303"
     assert info.value.retry_after == pytest.approx(missing / (1000 / 60))
+    assert info.value.retry_after is not None
     clock.t += info.value.retry_after
     await backend.complete(req("late", message="hello", max_tokens=200))
 
@@ -381,7 +388,7 @@ async def test_tpm_bucket_charges_prompt_plus_max_tokens() -> None:
 # --------------------------------------------------------------------------- streams
 
 
-def realistic(clock: FakeClock, seed: int = 1, **overrides: object) -> SimulatedAIBackend:
+def realistic(clock: FakeClock, seed: int = 1, **overrides: Any) -> SimulatedAIBackend:
     overrides.setdefault("failure_rate", 0.0)
     return SimulatedAIBackend.from_profile("realistic", seed=seed, clock=clock, **overrides)
 
@@ -391,6 +398,7 @@ async def test_stream_chunks_concatenate_to_the_result() -> None:
     backend = realistic(clock)
     chunks = [c async for c in backend.stream(req(message="请介绍异步处理"))]
     last = chunks[-1]
+    assert last.usage is not None and last.result is not None
     assert [c.index for c in chunks] == list(range(len(chunks)))
     assert all(c.finish_reason is None and c.result is None for c in chunks[:-1])
     assert last.finish_reason in ("stop", "length")
@@ -512,13 +520,13 @@ async def test_a_stream_rejected_at_admission_raises_on_first_chunk() -> None:
 
 
 async def timed(backend: SimulatedAIBackend, clock: FakeClock, request: AIRequest
-                ) -> tuple[dict | AIError, float]:
+                ) -> tuple[dict[str, Any] | AIError, float]:
     start = clock.t
     result = await outcome(backend, request)
     return result, clock.t - start
 
 
-def same(a: dict | AIError, b: dict | AIError) -> bool:
+def same(a: dict[str, Any] | AIError, b: dict[str, Any] | AIError) -> bool:
     if isinstance(a, AIError) or isinstance(b, AIError):
         return type(a) is type(b) and str(a) == str(b)
     return a == b
@@ -541,7 +549,7 @@ async def test_same_seed_task_and_attempt_give_the_same_result_and_latency() -> 
 async def test_results_do_not_depend_on_interleaving() -> None:
     requests = [req(f"t{i}", message="排队" if i % 2 else "queue") for i in range(8)]
 
-    async def run(order: list[AIRequest]) -> dict[str, object]:
+    async def run(order: list[AIRequest]) -> dict[str, dict[str, Any] | AIError]:
         backend = realistic(FakeClock(), seed=9, failure_rate=0.3, hang_s=60.0,
                             max_concurrency=None)
         results = await asyncio.gather(*(outcome(backend, r) for r in order))
@@ -615,6 +623,104 @@ def test_profiles() -> None:
     assert flaky.retry_after_s and flaky.max_concurrency == 5
     backend = SimulatedAIBackend.from_profile("flaky", seed=3, max_concurrency=2)
     assert backend.settings.max_concurrency == 2 and backend.settings.rate_limit_rate > 0
+
+
+def test_settings_live_in_sim_settings_and_are_re_exported() -> None:
+    assert SimSettings is sim_settings.SimSettings and SimStats is sim_settings.SimStats
+    assert PROFILES is sim_settings.PROFILES and FAULT_KINDS is sim_settings.FAULT_KINDS
+    assert FAILURE_MIX is sim_settings.FAILURE_MIX
+
+
+def test_estimated_latency_is_the_mean_of_ttft_plus_decode() -> None:
+    s = SimSettings(ttft_p50_s=0.5, ttft_p99_s=0.5, output_tps_p50=50.0, output_tps_sigma=0.0,
+                    output_tokens_p50=101.0, output_tokens_sigma=0.0)
+    assert s.estimated_latency_s() == pytest.approx(0.5 + 100 / 50.0)  # no spread: medians
+    spread = SimSettings()
+    assert spread.estimated_latency_s() > spread.ttft_p50_s + 149 / spread.output_tps_p50
+    assert PROFILES["instant"].estimated_latency_s() == 0.0
+
+
+# --------------------------------------------------------------------------- TTFT hook
+
+
+def hooked(clock: FakeClock, **overrides: Any
+           ) -> tuple[SimulatedAIBackend, list[tuple[str, int, float]]]:
+    """A realistic backend whose `on_first_token` calls land in the returned list."""
+    seen: list[tuple[str, int, float]] = []
+    backend = realistic(clock, **overrides)
+    backend.on_first_token = lambda request, ttft_s: seen.append(
+        (request.task_id, request.attempt, ttft_s))
+    return backend, seen
+
+
+async def test_first_token_hook_reports_the_ttft_wait_of_complete() -> None:
+    clock = FakeClock()
+    backend, seen = hooked(clock)
+    for i in range(20):
+        clock.sleeps.clear()
+        await backend.complete(req(f"t{i}", attempt=2))
+        assert seen[-1] == (f"t{i}", 2, clock.sleeps[0])  # the first of the two sleeps
+    assert len(seen) == 20
+
+
+async def test_first_token_hook_fires_before_the_first_chunk_of_a_stream() -> None:
+    clock = FakeClock()
+    backend, seen = hooked(clock)
+    stream = backend.stream(req("s1"))
+    assert seen == []  # nothing happens before the first chunk is asked for
+    first = await anext(stream)
+    assert first.index == 0 and seen == [("s1", 1, clock.sleeps[0])]
+    rest = [c async for c in stream]
+    assert rest[-1].result is not None and len(seen) == 1  # once per call, not per chunk
+
+
+async def test_first_token_hook_includes_load_and_incident_factors() -> None:
+    calm_clock, bad_clock = FakeClock(), FakeClock()
+    calm, calm_seen = hooked(calm_clock)
+    bad, bad_seen = hooked(bad_clock)
+    bad.set_incident(1e6, overload_rate=0.0, latency_factor=3.0)
+    await calm.complete(req())
+    await bad.complete(req())
+    assert bad_seen[0][2] == pytest.approx(3.0 * calm_seen[0][2])
+    assert bad_seen[0][2] == bad_clock.sleeps[0]
+
+
+async def test_first_token_hook_skips_calls_that_fail_before_their_first_token() -> None:
+    clock = FakeClock()
+    rejected, seen = hooked(clock, failure_rate=None, overloaded_rate=1.0,
+                            server_error_rate=0.0, hang_rate=0.0, stream_break_rate=0.0)
+    with pytest.raises(OverloadedError):
+        await rejected.complete(req())
+    server, server_seen = hooked(clock, failure_rate=None, server_error_rate=1.0,
+                                 overloaded_rate=0.0, hang_rate=0.0, stream_break_rate=0.0)
+    with pytest.raises(ServerError):
+        await server.complete(req())
+    with pytest.raises(ServerError):
+        await anext(server.stream(req("s")))
+    hung, hung_seen = hooked(clock, failure_rate=None, hang_rate=1.0, hang_s=5.0,
+                             overloaded_rate=0.0, server_error_rate=0.0, stream_break_rate=0.0)
+    with pytest.raises(ServerError):
+        await hung.complete(req())
+    assert seen == server_seen == hung_seen == []
+
+
+async def test_first_token_hook_fires_for_a_call_that_breaks_later() -> None:
+    backend, seen = hooked(FakeClock(), failure_rate=None, stream_break_rate=1.0,
+                           server_error_rate=0.0, overloaded_rate=0.0, hang_rate=0.0)
+    with pytest.raises(ServerError):
+        await backend.complete(req("c"))
+    with pytest.raises(StreamInterruptedError):
+        [c async for c in backend.stream(req("s"))]
+    assert [task_id for task_id, _, _ in seen] == ["c", "s"]
+
+
+async def test_first_token_hook_gets_zero_without_latency_and_passes_from_profile() -> None:
+    seen: list[float] = []
+    backend = SimulatedAIBackend.from_profile(
+        "instant", clock=FakeClock(), on_first_token=lambda _request, ttft_s: seen.append(ttft_s))
+    await backend.complete(req())
+    [c async for c in backend.stream(req("s"))]
+    assert seen == [0.0, 0.0]
 
 
 # --------------------------------------------------------------------------- incidents

@@ -19,10 +19,10 @@ import pytest
 
 from chatroom_async.errors import ProcessorError
 from chatroom_async.report import SimulationReport
+from chatroom_async.settings import ProcessorSettings
 from chatroom_async.simulation import (
     SimulationConfig,
     add_simulate_parser,
-    estimated_latency_s,
     run_simulate_command,
     simulate,
     simulate_async,
@@ -74,7 +74,7 @@ def test_throughput_at_saturation_obeys_littles_law() -> None:
     steady = report.throughput["steady_per_s"]
     assert steady == pytest.approx(20 / report.service_time["mean"], rel=0.05)
     # ...and what the backend's settings predict, before running anything.
-    assert steady == pytest.approx(20 / estimated_latency_s(config.sim_settings()), rel=0.05)
+    assert steady == pytest.approx(20 / config.sim_settings().estimated_latency_s(), rel=0.05)
     assert report.occupancy["max_in_flight"] == 20
     assert report.occupancy["mean_in_flight"] == pytest.approx(
         report.throughput["overall_per_s"] * report.service_time["mean"], rel=0.01)
@@ -133,6 +133,14 @@ def test_latency_and_ttft_figures_are_consistent(small_report: SimulationReport)
     assert r.goodput["fraction"] == r.goodput["count"] / 300
 
 
+def test_a_streamed_run_records_the_ttft_of_every_completed_task() -> None:
+    streaming = ProcessorSettings(stream=True, publish_events=False)
+    report = simulate(tasks=120, concurrency=10, failure_rate=0.2, settings=streaming, seed=4)
+    assert report.ttft["backend"]["count"] == report.totals["completed"] > 0
+    assert "StreamInterruptedError" in report.retries_by_type  # broken streams were retried
+    assert 0 < report.ttft["backend"]["max"] <= report.service_time["max"]
+
+
 def test_the_time_series_add_up(small_report: SimulationReport) -> None:
     s = small_report.series
     step = s["t"][0]
@@ -159,7 +167,7 @@ def test_the_horizon_stops_a_run_and_counts_the_unfinished() -> None:
 
 def test_the_default_rate_is_just_above_capacity() -> None:
     config = SimulationConfig(concurrency=50)
-    capacity = 50 / estimated_latency_s(config.sim_settings())
+    capacity = 50 / config.sim_settings().estimated_latency_s()
     assert config.effective_rate() == pytest.approx(1.1 * capacity)
     assert SimulationConfig(rate=3.0).effective_rate() == 3.0
 
