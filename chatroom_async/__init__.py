@@ -34,6 +34,8 @@ from .retry import RetryPolicy
 from .scheduler import PriorityScheduler, Scheduler
 from .settings import ProcessorSettings
 from .simulated import SimSettings, SimulatedAIBackend
+from .simulation import SimulationConfig, simulate, simulate_async
+from .report import SimulationReport
 from .task import AITask, TaskPriority, TaskStatus
 from .validation import Limits
 
@@ -43,6 +45,7 @@ __all__ = [
     "ContextTooLongError", "EVENT_TYPES", "FunctionBackend", "InstantBackend", "Limits",
     "LoopClock", "OverloadedError", "PermanentAIError", "PriorityScheduler", "ProcessorError",
     "ProcessorSettings", "RateLimitError", "RetryPolicy", "RetryableAIError", "Scheduler",
-    "ServerError", "SimSettings", "SimulatedAIBackend", "StreamChunk", "StreamInterruptedError", "SystemClock", "TaskNotFoundError",
-    "TaskPriority", "TaskStatus", "TaskWaitTimeout", "ValidationError",
+    "ServerError", "SimSettings", "SimulatedAIBackend", "SimulationConfig", "SimulationReport", "StreamChunk", "StreamInterruptedError", "SystemClock", "TaskNotFoundError",
+    "TaskPriority", "TaskStatus", "TaskWaitTimeout", "ValidationError", "simulate",
+    "simulate_async",
 ]
