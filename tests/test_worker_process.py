@@ -77,3 +77,32 @@ def test_command_line_submit_status_cancel_stats(real_namespace: str,
     keys = sync_redis.Redis.from_url(REAL_URL)
     assert keys.exists(Keys(real_namespace).task(task_id))
     keys.close()
+
+
+async def test_cancel_reaches_a_task_running_in_another_os_process(real_namespace: str) -> None:
+    client = AsyncAIProcessor(REAL_URL, max_workers=0, namespace=real_namespace)
+    await client.start()
+    seen = asyncio.Event()
+    started: list[str] = []
+    client.add_callback("task_started", lambda t: (started.append(t.task_id), seen.set()))
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chatroom_async", "worker", "--redis-url", REAL_URL,
+        "--namespace", real_namespace, "--concurrency", "1", "--backend", "sleep:600",
+        stdout=asyncio.subprocess.DEVNULL)
+    try:
+        long_one = await client.submit_task(1, "chat_completion", {"message": "long"})
+        await wait_until(lambda: started == [long_one], seen, timeout=30)
+        queued = await client.submit_task(1, "chat_completion", {"message": "next"},
+                                          timeout=0.5, max_retries=0)
+        assert await client.cancel_task(long_one) is True
+        # The worker has one slot: the next task can start only if the cancelled coroutine
+        # in the other process really stopped and freed it.
+        await wait_until(lambda: queued in started, seen, timeout=30)
+        final = await client.wait_for_task(queued, timeout=30)
+        assert final["error_type"] == "AITimeoutError"  # it ran there, and slept past 0.5 s
+        assert (await client.get_task_status(long_one))["status"] == "cancelled"  # type: ignore[index]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        await worker.wait()
+        await client.stop()
+    assert worker.returncode == 0  # SIGTERM is a graceful stop
