@@ -1,0 +1,70 @@
+"""Taskiq with taskiq-redis's `RedisStreamBroker` (acknowledged, at-least-once delivery).
+
+taskiq-redis offers three brokers: `PubSubBroker` (broadcast, fire-and-forget),
+`ListQueueBroker` (BRPOP: a message is lost if the worker dies mid-task) and
+`RedisStreamBroker` (a consumer group on a Redis stream; a message is XACKed after its
+result is saved and re-claimed with XAUTOCLAIM if a worker dies). The last is the reliable
+one, so it is the one benchmarked, with `RedisAsyncResultBackend` storing results (as arq
+and SAQ do). Taskiq has no batch kick: batch is n/a.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from taskiq import AsyncBroker
+from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
+
+from benchmarks.adapters.base import QueueAdapter
+from benchmarks.settings import REQUEST_DATA, REQUEST_TYPE, TASK_NAME, USER_ID
+
+
+def make_broker(redis_url: str, name: str, body: Callable[[], Awaitable[None]]) -> AsyncBroker:
+    """The broker both sides use: stream `<name>`, results under `<name>:result:<task id>`.
+
+    `body` is what the `chat` task does (the probe in a worker; never called on a client).
+    """
+    backend = RedisAsyncResultBackend(redis_url, prefix_str=f"{name}:result")
+    broker = RedisStreamBroker(redis_url, queue_name=name).with_result_backend(backend)
+
+    async def chat(user_id: int, request_type: str, request_data: dict) -> None:
+        await body()
+
+    broker.register_task(chat, task_name=TASK_NAME)
+    return broker
+
+
+async def _never_called() -> None:
+    raise RuntimeError("the client does not run tasks")
+
+
+class TaskiqAdapter(QueueAdapter):
+    """Stream = the run's name; the consumer group is created before anything is kicked."""
+
+    label = "taskiq"
+    packages = ("taskiq", "taskiq-redis", "redis", "hiredis")
+    worker_module = "benchmarks.workers.taskiq"
+    settings_note = (
+        "`RedisStreamBroker` + `RedisAsyncResultBackend`, worker via "
+        "`taskiq.api.run_receiver_task(max_async_tasks=<in flight>)`; defaults otherwise: "
+        "max_prefetch=0, ack when saved, xread_count=100, pool size 50, pickle results"
+    )
+
+    def __init__(self, redis_url: str, name: str) -> None:
+        super().__init__(redis_url, name)
+        self._broker = make_broker(redis_url, name, _never_called)
+        self._chat = self._broker.find_task(TASK_NAME)
+
+    async def open(self) -> None:
+        # startup() creates the consumer group at "$": only messages kicked after it are
+        # delivered, so it must happen before the first kick (a worker started later
+        # then finds the tasks queued before it).
+        await self._broker.startup()
+
+    async def close(self) -> None:
+        await self._broker.shutdown()
+
+    async def enqueue(self) -> object:
+        return await self._chat.kiq(
+            user_id=USER_ID, request_type=REQUEST_TYPE, request_data=REQUEST_DATA
+        )

@@ -1,0 +1,38 @@
+"""The command line every worker module shares, and the asyncio main-loop wrapper."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from benchmarks.settings import IN_FLIGHT, KINDS
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    """--redis-url, --name (queue/namespace name), --kind, --concurrency, --probe."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--name", required=True, help="queue name / namespace of this run")
+    parser.add_argument("--kind", choices=KINDS, default="noop", help="what each task does")
+    parser.add_argument("--concurrency", type=int, default=IN_FLIGHT, help="tasks in flight")
+    parser.add_argument("--probe", required=True, help="Redis key prefix the probe reports to")
+    return parser.parse_args()
+
+
+def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on a new event loop; SIGTERM or SIGINT cancels it."""
+
+    async def runner() -> None:
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(runner())
