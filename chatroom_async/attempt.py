@@ -110,7 +110,7 @@ class Attempt:
         if cached:
             fields["cached"] = "1"
         outcome = Outcome(task.task_id, token, "completed", fields,
-                          event_json("task_completed", final),
+                          self._event("task_completed", final),
                           seconds=now - (task.started_at or now))
         return outcome, "task_completed", final
 
@@ -123,9 +123,14 @@ class Attempt:
             final = task.copy(status=TaskStatus.FAILED, completed_at=now, **common)
             fields = {"status": "failed", "completed_at": repr(now), "error": error_json}
             return (Outcome(task.task_id, token, "failed", fields,
-                            event_json("task_failed", final)), "task_failed", final)
+                            self._event("task_failed", final)), "task_failed", final)
         retries = task.retry_count + 1
         final = task.copy(status=TaskStatus.RETRYING, retry_count=retries, **common)
         fields = {"status": "retrying", "retry_count": str(retries), "error": error_json}
-        return (Outcome(task.task_id, token, "retry", fields, event_json("task_retrying", final),
-                        due=now + delay), "task_retrying", final)
+        return (Outcome(task.task_id, token, "retry", fields,
+                        self._event("task_retrying", final), due=now + delay),
+                "task_retrying", final)
+
+    def _event(self, event: str, task: AITask) -> str:
+        """The event's JSON for other processes, or nothing when nobody is told."""
+        return event_json(event, task) if self.publish is not None else ""

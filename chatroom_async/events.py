@@ -19,7 +19,6 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from .keys import Keys
-from .records import status_dict
 from .task import AITask
 
 log = logging.getLogger("chatroom_async.events")
@@ -39,7 +38,8 @@ def event_json(event: str, task: AITask) -> str:
                 "request_type": task.request_type, "status": task.status.value,
                 "request_data": {}, "progress": task.progress}
     else:
-        body = status_dict(task)
+        body = task.to_dict(copy=False)
+        del body["progress"]
     return orjson.dumps({"event": event, "task": body}).decode()
 
 

@@ -201,6 +201,10 @@ class TaskQueue:
             args.append(o.event_json)
         return args
 
+    async def publish_event(self, message: str) -> None:
+        """Publish on the events channel, in order with this worker's `finish` calls."""
+        await self._lanes["finish"].execute("PUBLISH", self.keys.events, message)
+
     async def renew(self, leases: list[tuple[str, str]], deadline: float) -> list[str]:
         """Extend the given (task_id, token) leases to `deadline`; return the lost ids."""
         args: list[Any] = [repr(deadline), self.keys.task_prefix]

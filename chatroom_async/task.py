@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -90,14 +90,19 @@ class AITask:
     cached: bool = False
     progress: dict[str, Any] | None = field(default=None, compare=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict: enums become their values, nested dicts are copied."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+    def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
+        """A JSON-safe dict: enums become their values.
+
+        Args:
+            copy: deep-copy the nested dicts (the default), so the caller may change the
+                result freely; False shares them, for a dict that is serialised at once.
+        """
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
         data["priority"] = int(self.priority)
         data["status"] = self.status.value
-        data["request_data"] = _copy_json(self.request_data)
-        data["result"] = _copy_json(self.result)
-        data["progress"] = _copy_json(self.progress)
+        if copy:
+            for name in ("request_data", "result", "progress"):
+                data[name] = _copy_json(data[name])
         return data
 
     @classmethod
@@ -107,8 +112,7 @@ class AITask:
         Raises:
             ValueError: on unknown keys or values of the wrong kind.
         """
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
+        unknown = set(data) - _FIELD_SET
         if unknown:
             raise ValueError(f"unknown AITask fields: {sorted(unknown)}")
         kwargs = {k: v for k, v in data.items()}
@@ -133,8 +137,18 @@ class AITask:
         return cls.from_dict(orjson.loads(raw))
 
     def copy(self, **changes: Any) -> AITask:
-        """A copy with some fields replaced (tasks handed to callbacks are copies)."""
-        return replace(self, **changes)
+        """A shallow copy with some fields replaced (tasks handed to callbacks are copies).
+
+        Written out rather than `dataclasses.replace`, which re-runs `__init__` and costs
+        several times more on the worker's hot path.
+        """
+        unknown = changes.keys() - _FIELD_SET
+        if unknown:
+            raise TypeError(f"unknown AITask fields: {sorted(unknown)}")
+        new = object.__new__(AITask)
+        for name in _FIELD_NAMES:
+            object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
+        return new
 
     @property
     def processing_time(self) -> float | None:
@@ -147,6 +161,10 @@ class AITask:
     def latency(self) -> float | None:
         """Seconds from submit to finish, once finished."""
         return None if self.completed_at is None else self.completed_at - self.created_at
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(AITask))
+_FIELD_SET = frozenset(_FIELD_NAMES)
 
 
 def _copy_json(value: Any) -> Any:

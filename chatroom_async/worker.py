@@ -67,6 +67,7 @@ class WorkerPool:
         self._slot_freed = asyncio.Event()
         self._outbox: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._outbox_ready = asyncio.Event()
+        self._announce: list[str] = []  # "started" messages for the flusher to publish
         self._stopping = False
         self._full = False  # the fetcher waits for a free slot
         self._loops: list[asyncio.Task[None]] = []
@@ -126,17 +127,15 @@ class WorkerPool:
             runs.append(_Run(task, c.token))
         if not runs:
             return
-        announced: asyncio.Future[Any] | None = None
         if self.settings.publish_events:
-            # Others must hear "started" before anything later about these tasks, and the
-            # later events travel on other connections: so the runs wait for this publish.
-            msg = message_json(self.bus.origin, [event_json("task_started", r.task) for r in runs])
-            announced = asyncio.ensure_future(
-                self.queue.redis.publish(self.queue.keys.events, msg))
+            # Sent by the flusher on the connection that later records these tasks' ends,
+            # so other processes hear "started" first, without the runs waiting for it.
+            self._announce.append(
+                message_json(self.bus.origin, [event_json("task_started", r.task) for r in runs]))
+            self._outbox_ready.set()
         for run in runs:
             self.running[run.task.task_id] = run
-            run.handle = asyncio.create_task(self._run(run, announced),
-                                             name=f"task:{run.task.task_id}")
+            run.handle = asyncio.create_task(self._run(run), name=f"task:{run.task.task_id}")
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         handle = asyncio.ensure_future(coro)
@@ -165,12 +164,10 @@ class WorkerPool:
                     message_json(self.bus.origin, [event_json("task_failed", task)]))
 
     # -- running ---------------------------------------------------------------------------
-    async def _run(self, run: _Run, announced: asyncio.Future[Any] | None) -> None:
+    async def _run(self, run: _Run) -> None:
         task = run.task
         self.bus.fire("task_started", task)  # here, not at launch: after earlier runs' events
         try:
-            if announced is not None:
-                await asyncio.shield(announced)
             outcome, event, final = await self.attempt.run(task, run.token)
             run.submitted = True
             if await self._submit(outcome):
@@ -210,7 +207,11 @@ class WorkerPool:
             await self._flush()
 
     async def _flush(self) -> None:
-        while self._outbox:
+        # Announcements first on every round: a task's "started" must precede its end.
+        while self._announce or self._outbox:
+            await self._publish_announcements()
+            if not self._outbox:
+                continue
             batch = self._outbox[:_MAX_FINISH_BATCH]
             del self._outbox[:_MAX_FINISH_BATCH]
             claimed: ClaimResult | None = None
@@ -226,6 +227,15 @@ class WorkerPool:
                     fut.set_result(ok)
             if claimed is not None:  # after the finished runs are woken: events stay in order
                 await self._adopt(claimed, now)
+
+    async def _publish_announcements(self) -> None:
+        while self._announce:
+            message = self._announce.pop(0)
+            try:
+                await self.queue.publish_event(message)
+            except Exception as exc:  # events are best effort; the records are the truth
+                log.error("worker %s: could not publish started events: %r", self.worker_id,
+                          exc)
 
     async def _record(self, outcomes: list[Outcome],
                       now: float) -> tuple[list[bool], ClaimResult | None]:
