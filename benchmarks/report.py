@@ -142,7 +142,8 @@ def table(results: Results) -> str:
 
 
 def _line(row: list[str], widths: list[int]) -> str:
-    cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+    rest = zip(row[1:], widths[1:], strict=True)
+    cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in rest]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -192,7 +193,7 @@ def write_plot(path: Path, results: Results, title: str) -> None:
     rows = max(1, -(-len(shown) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
     colors = {"ours": "#d62728", "arq": "#1f77b4", "saq": "#2ca02c", "taskiq": "#ff7f0e"}
-    for ax, metric in zip(axes.flat, shown):
+    for ax, metric in zip(axes.flat, shown, strict=False):
         _bars(ax, results, metric, colors)
     for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")

@@ -44,7 +44,7 @@ def event_json(event: str, task: AITask) -> str:
 
 
 def message_json(origin: str, events: list[str]) -> str:
-    return '{"origin":"%s","events":[%s]}' % (origin, ",".join(events))
+    return f'{{"origin":"{origin}","events":[{",".join(events)}]}}'
 
 
 class EventBus:

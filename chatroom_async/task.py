@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 
-class TaskStatus(str, enum.Enum):
+class TaskStatus(enum.StrEnum):
     """Where a task is in its life. The values are the strings stored in Redis and JSON."""
 
     PENDING = "pending"

@@ -145,11 +145,20 @@ class WorkerPool:
     def _reject_corrupt(self, c: Claimed, reason: str, now: float) -> None:
         """A record that does not parse fails at once and goes to the dead-letter list."""
         log.error("worker %s: %s; moved to the dead-letter list", self.worker_id, reason)
-        error = '{"error_type":"CorruptTaskError","error_message":%s}' % _json_str(reason)
+        # What is known of it; waiters and other processes still hear that it failed.
+        task = AITask(task_id=c.task_id, user_id=0, request_type="", request_data={},
+                      status=TaskStatus.FAILED, completed_at=now, deliveries=c.deliveries,
+                      error_type="CorruptTaskError", error_message=reason)
+        error = orjson.dumps({"error_type": "CorruptTaskError", "error_message": reason}).decode()
         outcome = Outcome(c.task_id, c.token, "failed",
                           {"status": "failed", "completed_at": repr(now), "error": error},
-                          event_json="null")
-        self._spawn(self._submit(outcome))
+                          event_json=event_json("task_failed", task)
+                          if self.settings.publish_events else "")
+        self._spawn(self._fail_corrupt(outcome, task))
+
+    async def _fail_corrupt(self, outcome: Outcome, task: AITask) -> None:
+        if await self._submit(outcome):
+            self.bus.fire("task_failed", task)
 
     async def _announce_dead(self, task_id: str) -> None:
         try:
@@ -303,10 +312,6 @@ class WorkerPool:
         await asyncio.gather(renew, flush, *self._side_tasks, return_exceptions=True)
         await self.queue.redis.delete(self.queue.keys.control(self.worker_id))
         return released
-
-
-def _json_str(text: str) -> str:
-    return orjson.dumps(text).decode()
 
 
 def make_worker_id(rng: random.Random, host: str, pid: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Any
 
@@ -172,7 +173,7 @@ async def test_retry_with_backoff_honours_retry_after(make_processor: MakeProces
     final = await proc.wait_for_task(task_id, timeout=10)
     assert final["status"] == "completed" and final["retry_count"] == 2
     assert statuses == ["retrying", "retrying"]
-    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert all(gap >= 0.19 for gap in gaps), gaps  # retry_after beats the 0.05 s cap
     assert (await proc.get_stats())["retried_tasks"] == 2
 

@@ -15,7 +15,7 @@ async def add(queue: TaskQueue, task_id: str, score: float = 1.0, max_retries: i
 
 def done(task_id: str, token: str, text: str) -> Outcome:
     return Outcome(task_id, token, "completed",
-                   {"status": "completed", "result": '{"response":"%s"}' % text},
+                   {"status": "completed", "result": f'{{"response":"{text}"}}'},
                    event_json='{"event":"x"}')
 
 

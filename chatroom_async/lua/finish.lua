@@ -3,7 +3,7 @@
 -- KEYS: 1 inflight, 2 delayed, 3 wake, 4 stats, 5 dead, 6 events channel ('' = none)
 -- ARGV: 1 result ttl, 2 record key prefix, 3 origin, 4 dead-letter cap, then per outcome:
 --   id, lease token, kind ('completed'|'failed'|'retry'), due (retry time or ''),
---   processing seconds, n, n field/value pairs for the record, event json
+--   processing seconds, n, n field/value pairs for the record, event json ('' = none)
 -- Returns a list of 1/0: whether each outcome was recorded.
 local unpack = unpack or table.unpack
 local ttl, prefix = tonumber(ARGV[1]), ARGV[2]
@@ -33,7 +33,7 @@ while i <= #ARGV do
         redis.call('RPUSH', KEYS[5], id)
       end
     end
-    events[#events + 1] = event
+    if event ~= '' then events[#events + 1] = event end
     recorded[#recorded + 1] = 1
   else
     recorded[#recorded + 1] = 0
