@@ -57,6 +57,7 @@ class EventBus:
 
     def __init__(self, origin: str, on_cancel: Callable[[str], None] | None = None) -> None:
         self.origin = origin
+        self._own_prefix = message_json(origin, [])[:-2]  # '{"origin":"<id>","events":['
         self.on_cancel = on_cancel
         self._callbacks: dict[str, list[Callback]] = {name: [] for name in EVENT_TYPES}
         self._waiters: dict[str, list[asyncio.Future[AITask]]] = {}
@@ -139,6 +140,8 @@ class EventBus:
             if self.on_cancel is not None:
                 self.on_cancel(data)
             return
+        if data.startswith(self._own_prefix):
+            return  # our own events, already delivered here: skip without parsing them
         payload = orjson.loads(data)
         if payload.get("origin") == self.origin:
             return
