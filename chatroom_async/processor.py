@@ -99,6 +99,20 @@ class AsyncAIProcessor:
         self.redis = self._given_redis or (
             Redis.from_url(self.redis_url, decode_responses=True) if self.redis_url
             else embedded_redis())
+        try:
+            await self._start_parts()
+        except BaseException:
+            await self.bus.close()
+            if self.queue is not None:
+                await self.queue.close()
+            if self._given_redis is None:
+                await self.redis.aclose()
+            raise
+        self.running = True
+        log.info("processor %s started with %d workers", self.worker_id, self.max_workers)
+
+    async def _start_parts(self) -> None:
+        assert self.redis is not None
         s = self.settings
         self.queue = TaskQueue(self.redis, self.keys, result_ttl_s=s.result_ttl_s,
                                dead_letter_cap=s.dead_letter_cap)
@@ -113,8 +127,6 @@ class AsyncAIProcessor:
                                    clock=self.clock, concurrency=self.max_workers,
                                    worker_id=self.worker_id, metrics=self.metrics)
             await self.pool.start()
-        self.running = True
-        log.info("processor %s started with %d workers", self.worker_id, self.max_workers)
 
     async def stop(self, drain_timeout_s: float | None = None) -> None:
         """Drain running tasks up to the deadline, hand the rest back, close. Idempotent."""

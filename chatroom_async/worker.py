@@ -293,7 +293,7 @@ class WorkerPool:
             How many unfinished tasks went back to the queue.
         """
         self._stopping = True
-        await self.queue.poke(self.worker_id)
+        await self._quietly("wake the fetcher", self.queue.poke(self.worker_id))
         fetch, renew, flush = self._loops
         self._slot_freed.set()
         await asyncio.gather(fetch, return_exceptions=True)
@@ -306,12 +306,23 @@ class WorkerPool:
                 r.handle.cancel()
         await asyncio.gather(*handles, return_exceptions=True)
         await self._flush()
-        released = await self.queue.release([(r.task.task_id, r.token) for r in leftovers])
+        # If Redis is unreachable now, the leases expire and the tasks run again elsewhere.
+        released = await self._quietly("hand back unfinished tasks", self.queue.release(
+            [(r.task.task_id, r.token) for r in leftovers]))
         for loop in (renew, flush):
             loop.cancel()
         await asyncio.gather(renew, flush, *self._side_tasks, return_exceptions=True)
-        await self.queue.redis.delete(self.queue.keys.control(self.worker_id))
-        return released
+        await self._quietly("clean up", self.queue.redis.delete(
+            self.queue.keys.control(self.worker_id)))
+        return int(released or 0)
+
+    async def _quietly(self, what: str, call: Awaitable[Any]) -> Any:
+        """Await a best-effort step of stop(): log a failure instead of raising it."""
+        try:
+            return await call
+        except Exception as exc:  # noqa: BLE001 - stop() must finish
+            log.error("worker %s: could not %s while stopping: %r", self.worker_id, what, exc)
+            return None
 
 
 def make_worker_id(rng: random.Random, host: str, pid: int) -> str:

@@ -433,3 +433,16 @@ async def test_a_worker_renews_its_lease_so_a_long_task_is_not_reclaimed(
     final = await second.wait_for_task(task_id, timeout=10)
     assert final["status"] == "completed" and final["deliveries"] == 1
     assert gate.started == [task_id]
+
+
+async def test_an_unreachable_server_fails_start_cleanly() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from chatroom_async import AsyncAIProcessor
+
+    proc = AsyncAIProcessor("redis://127.0.0.1:1/0", max_workers=2)
+    with pytest.raises(RedisConnectionError):
+        await proc.start()
+    assert not proc.running  # and nothing was left open (warnings are errors here)
+    with pytest.raises(ProcessorError):
+        await proc.submit_task(**CHAT)
