@@ -410,10 +410,10 @@ async def test_a_pluggable_scheduler_with_user_context(make_processor: MakeProce
 
 async def test_a_worker_renews_its_lease_so_a_long_task_is_not_reclaimed(
         make_processor: MakeProcessor) -> None:
-    # The lease is 0.2 s and the task runs until released; without renewal a second worker
+    # The lease is 0.6 s and the task runs until released; without renewal a second worker
     # would reclaim and run it again. Released only after 3 renewals have happened.
     gate = Gate()
-    first = await make_processor(max_workers=1, backend=gate, lease_s=0.2)
+    first = await make_processor(max_workers=1, backend=gate, lease_s=0.6)
     renewed = asyncio.Event()
     original = first.queue.renew  # type: ignore[union-attr]
     renewals: list[int] = []
@@ -427,7 +427,7 @@ async def test_a_worker_renews_its_lease_so_a_long_task_is_not_reclaimed(
     first.queue.renew = counting_renew  # type: ignore[method-assign,union-attr]
     task_id = await first.submit_task(**CHAT)
     await gate.entered.wait()
-    second = await make_processor(max_workers=1, backend=gate, lease_s=0.2)
+    second = await make_processor(max_workers=1, backend=gate, lease_s=0.6)
     await wait_until(lambda: len(renewals) >= 3, renewed)
     gate.release.set()
     final = await second.wait_for_task(task_id, timeout=10)
