@@ -75,6 +75,11 @@ class AsyncAIProcessor:
             raise ProcessorError(f"max_workers must be an int >= 0, got {max_workers!r}")
         self.redis_url = redis_url
         self.max_workers = max_workers
+        if backend is not None and not callable(getattr(backend, "complete", None)):
+            raise ProcessorError(
+                f"backend must have an async complete(request) method, got {backend!r}; "
+                "(the chapter's third argument, max_concurrent_tasks, is gone: max_workers "
+                "is the one concurrency limit)")
         self.backend: AIBackend = backend if backend is not None else InstantBackend()
         self.keys = Keys(namespace)
         self.settings = settings or ProcessorSettings()

@@ -379,6 +379,8 @@ async def test_using_a_stopped_processor_is_a_clear_error() -> None:
         await proc.submit_task(**CHAT)
     with pytest.raises(ProcessorError):
         AsyncAIProcessor(max_workers=-1)
+    with pytest.raises(ProcessorError, match="max_concurrent_tasks"):
+        AsyncAIProcessor("redis://127.0.0.1:6379", 10, 50)  # type: ignore[arg-type]
 
 
 async def test_a_bad_scheduler_score_queues_nothing(make_processor: MakeProcessor) -> None:
