@@ -188,18 +188,25 @@ class AsyncAIProcessor:
     async def submit_many(self, requests: list[Mapping[str, Any]]) -> list[str]:
         """Queue several requests in one round trip. All are validated before any is queued.
 
-        Each item takes the keyword arguments of `submit_task`.
+        Each item takes the keyword arguments of `submit_task`. A caller-chosen `task_id`
+        that already exists is the one failure found only while queueing: the error then
+        names the ids that were queued and the ones that were not.
         """
         queue = self._queue()
         tasks = [self._new_task(**{"priority": TaskPriority.NORMAL, "timeout": 30.0,
                                    "max_retries": 3, "task_id": None, **r}) for r in requests]
+        ids = [t.task_id for t in tasks]
+        if len(set(ids)) != len(ids):
+            raise ValidationError("the same task_id appears twice in one batch", field="task_id")
         scores = [await self._score(t) for t in tasks]
         done = await queue.enqueue_many([
             (t.task_id, spec_json(t), int(t.priority), t.max_retries, score)
             for t, score in zip(tasks, scores, strict=True)])
         taken = [t.task_id for t, ok in zip(tasks, done, strict=True) if not ok]
-        if taken:
-            raise ValidationError(f"task ids already taken (not queued): {taken}", field="task_id")
+        if taken:  # the others were queued: say which, so the caller can track them
+            queued = [t.task_id for t, ok in zip(tasks, done, strict=True) if ok]
+            raise ValidationError(f"task ids already taken, not queued: {taken}; "
+                                  f"queued: {queued}", field="task_id")
         return [t.task_id for t in tasks]
 
     def _new_task(self, user_id: Any, request_type: Any, request_data: Any, priority: Any,

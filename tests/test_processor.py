@@ -103,6 +103,11 @@ async def test_submit_many_and_duplicate_ids(make_processor: MakeProcessor) -> N
     assert ids[1] == "mine-1"
     with pytest.raises(ValidationError, match="already taken"):
         await proc.submit_task(**CHAT, task_id="mine-1")
+    with pytest.raises(ValidationError, match="twice"):
+        await proc.submit_many([{**CHAT, "task_id": "dup"}, {**CHAT, "task_id": "dup"}])
+    assert await proc.get_task_status("dup") is None
+    with pytest.raises(ValidationError, match=r"not queued: \['mine-1'\]; queued: \['new-1'\]"):
+        await proc.submit_many([{**CHAT, "task_id": "mine-1"}, {**CHAT, "task_id": "new-1"}])
     for task_id in ids:
         assert (await proc.wait_for_task(task_id, timeout=10))["status"] == "completed"
 
