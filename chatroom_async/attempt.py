@@ -8,6 +8,7 @@ it, so a timeout, a 429 and a content filter each end where the policy says.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
@@ -25,6 +26,8 @@ from .retry import RetryPolicy
 from .task import AITask, TaskStatus
 
 Publish = Callable[[str, AITask], Awaitable[None]]
+
+log = logging.getLogger("chatroom_async.attempt")
 
 
 class Attempt:
@@ -63,7 +66,7 @@ class Attempt:
 
     async def _call(self, task: AITask) -> tuple[dict[str, Any], bool]:
         if self.cache is not None:
-            hit = await self.cache.get(task.request_type, task.request_data)
+            hit = await self._cache_get(task)
             if hit is not None:
                 return hit, True
         request = AIRequest(task.task_id, task.retry_count + 1, task.user_id,
@@ -75,8 +78,20 @@ class Attempt:
         if not isinstance(result, dict):
             raise BadRequestError(f"the backend returned {type(result).__name__}, not a dict")
         if self.cache is not None:
-            await self.cache.put(task.request_type, task.request_data, result)
+            try:
+                await self.cache.put(task.request_type, task.request_data, result)
+            except Exception as exc:  # noqa: BLE001 - the answer stands without the cache
+                log.warning("response cache unavailable, not stored: %r", exc)
         return result, False
+
+    async def _cache_get(self, task: AITask) -> dict[str, Any] | None:
+        """A cached answer, or None; a cache that cannot be read is a miss, not a failure."""
+        assert self.cache is not None
+        try:
+            return await self.cache.get(task.request_type, task.request_data)
+        except Exception as exc:  # noqa: BLE001 - the backend can still answer
+            log.warning("response cache unavailable, calling the backend: %r", exc)
+            return None
 
     async def _stream(self, task: AITask, request: AIRequest) -> dict[str, Any]:
         final: dict[str, Any] | None = None
@@ -92,7 +107,10 @@ class Attempt:
                 if self.bus.has_callbacks("task_progress"):
                     self.bus.fire("task_progress", snapshot)
                 if self.publish is not None:
-                    await self.publish("task_progress", snapshot)
+                    try:
+                        await self.publish("task_progress", snapshot)
+                    except Exception as exc:  # noqa: BLE001 - progress is best effort
+                        log.warning("task %s: progress not published: %r", task.task_id, exc)
         if final is None:
             raise BadRequestError("the stream ended without a final chunk carrying the result")
         return final

@@ -453,3 +453,20 @@ async def test_an_unreachable_server_fails_start_cleanly() -> None:
     assert not proc.running  # and nothing was left open (warnings are errors here)
     with pytest.raises(ProcessorError):
         await proc.submit_task(**CHAT)
+
+
+async def test_a_broken_cache_is_a_miss_not_a_failure(make_processor: MakeProcessor,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    backend = FunctionBackend(_echo)
+    proc = await make_processor(max_workers=1, backend=backend, cache_ttl_s=60.0)
+    assert proc.pool is not None and proc.pool.attempt.cache is not None
+
+    async def broken(*args: Any) -> Any:
+        raise ConnectionError("cache down")
+
+    proc.pool.attempt.cache.get = broken  # type: ignore[method-assign]
+    proc.pool.attempt.cache.put = broken  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="chatroom_async.attempt"):
+        final = await proc.wait_for_task(await proc.submit_task(**CHAT), timeout=10)
+    assert final["status"] == "completed" and backend.calls == 1
+    assert "cache unavailable" in caplog.text
