@@ -30,8 +30,8 @@ end
 local fk, ck, ca, fa = {{}}, {{}}, {{}}, {{}}
 for i = 1, 6 do fk[i] = KEYS[i] end
 for i = 7, 14 do ck[i - 6] = KEYS[i] end
-for i = 1, 8 do ca[i] = ARGV[i] end
-for i = 9, #ARGV do fa[i - 8] = ARGV[i] end
+for i = 1, 9 do ca[i] = ARGV[i] end
+for i = 10, #ARGV do fa[i - 9] = ARGV[i] end
 local recorded = finish(fk, fa)
 return {{recorded, claim(ck, ca)}}
 """
@@ -143,11 +143,12 @@ class TaskQueue:
             return [bool(done) for done in await pipe.execute()]
 
     async def claim(self, *, now: float, lease_s: float, max_count: int, worker_id: str,
-                    extra_deliveries: int) -> ClaimResult:
-        """Claim up to `max_count` ready tasks, after promoting due retries and expired leases."""
+                    extra_deliveries: int, sweep: bool = True) -> ClaimResult:
+        """Claim up to `max_count` ready tasks, after promoting due retries and reclaiming
+        expired leases (skipped with `sweep=False`; `next_due` is then unknown)."""
         reply = await self._run("claim", "claim", self._claim_keys(),
                                 self._claim_args(now, lease_s, max_count, worker_id,
-                                                 extra_deliveries))
+                                                 extra_deliveries, sweep))
         return self._claim_result(reply, worker_id)
 
     def _claim_keys(self) -> list[str]:
@@ -155,9 +156,9 @@ class TaskQueue:
         return [k.ready, k.inflight, k.delayed, k.wake, k.depth, k.dead, k.stats, k.garbage]
 
     def _claim_args(self, now: float, lease_s: float, max_count: int, worker_id: str,
-                    extra_deliveries: int) -> list[Any]:
+                    extra_deliveries: int, sweep: bool) -> list[Any]:
         return [repr(now), repr(now + lease_s), max_count, worker_id, self.keys.task_prefix,
-                extra_deliveries, self.result_ttl, self.dead_letter_cap]
+                extra_deliveries, self.result_ttl, self.dead_letter_cap, "1" if sweep else "0"]
 
     @staticmethod
     def _claim_result(reply: list[Any], worker_id: str) -> ClaimResult:
@@ -179,11 +180,12 @@ class TaskQueue:
 
     async def finish_and_claim(self, outcomes: list[Outcome], *, origin: str, publish: bool,
                                now: float, lease_s: float, max_count: int, worker_id: str,
-                               extra_deliveries: int) -> tuple[list[bool], ClaimResult]:
+                               extra_deliveries: int,
+                               sweep: bool = True) -> tuple[list[bool], ClaimResult]:
         """`finish`, then `claim` for the freed slots, atomically and in one round trip."""
         recorded, reply = await self._run(
             "finish_claim", "finish", self._finish_keys(publish) + self._claim_keys(),
-            self._claim_args(now, lease_s, max_count, worker_id, extra_deliveries)
+            self._claim_args(now, lease_s, max_count, worker_id, extra_deliveries, sweep)
             + self._finish_args(outcomes, origin))
         return [bool(r) for r in recorded], self._claim_result(reply, worker_id)
 

@@ -73,6 +73,10 @@ class WorkerPool:
         self._announce: list[str] = []  # "started" messages for the flusher to publish
         self._stopping = False
         self._full = False  # the fetcher waits for a free slot
+        # When the flusher's claims must next promote due retries and reclaim expired
+        # leases: at the earliest known due time, and at least every `_sweep_every_s`.
+        self._sweep_at = float("-inf")
+        self._sweep_every_s = min(1.0, settings.lease_s / 4)
         self._loops: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Future[Any]] = set()
 
@@ -105,6 +109,7 @@ class WorkerPool:
         result = await self.queue.claim(now=now, lease_s=self.settings.lease_s, max_count=free,
                                         worker_id=self.worker_id,
                                         extra_deliveries=self.settings.extra_deliveries)
+        self._swept(now, result.next_due)
         for task_id in result.dead:
             await self._announce_dead(task_id)
         if result.claimed:
@@ -255,13 +260,27 @@ class WorkerPool:
         publish = self.settings.publish_events
         freeing = sum(1 for o in outcomes if o.task_id in self.running)
         slots = self.concurrency - len(self.running) + freeing
+        for o in outcomes:  # our own retries: sweep when the first of them is due
+            if o.due is not None:
+                self._sweep_at = min(self._sweep_at, o.due)
         if not (self._full and not self._stopping and slots > 0):
             return await self.queue.finish(outcomes, origin=self.bus.origin,
                                            publish=publish), None
-        return await self.queue.finish_and_claim(
+        sweep = now >= self._sweep_at
+        recorded, result = await self.queue.finish_and_claim(
             outcomes, origin=self.bus.origin, publish=publish, now=now,
             lease_s=self.settings.lease_s, max_count=slots, worker_id=self.worker_id,
-            extra_deliveries=self.settings.extra_deliveries)
+            extra_deliveries=self.settings.extra_deliveries, sweep=sweep)
+        if sweep:
+            self._swept(now, result.next_due)
+        return recorded, result
+
+    def _swept(self, now: float, next_due: float | None) -> None:
+        """After a sweep: the next one when something falls due, or in a while anyway (other
+        processes' retries and dead workers' leases are not announced to busy workers)."""
+        self._sweep_at = now + self._sweep_every_s
+        if next_due is not None:
+            self._sweep_at = min(self._sweep_at, next_due)
 
     async def _adopt(self, result: ClaimResult, now: float) -> None:
         """Run tasks the flusher claimed, unless stop() began meanwhile."""

@@ -64,3 +64,39 @@ def test_a_hang_ends_at_the_task_timeout_in_virtual_time() -> None:
     assert final["error_type"] == "AITimeoutError" and stats.calls == 2
     assert final["completed_at"] - final["started_at"] >= 30.0
     assert stats.in_flight == 0  # the timed-out calls gave their slots back
+
+
+def test_a_busy_worker_still_runs_a_retry_when_it_falls_due() -> None:
+    """A full worker claims for freed slots without sweeping every time; a retry must still
+    come back at its due time, not after the whole backlog (virtual time, one slot)."""
+    import asyncio
+
+    from chatroom_async import FunctionBackend, RateLimitError, TaskPriority
+
+    async def main() -> list[str]:
+        clock = LoopClock(EPOCH)
+        failed_once: set[str] = set()
+
+        async def work(req: Any) -> dict[str, Any]:
+            if req.request_data["message"] == "flaky" and req.task_id not in failed_once:
+                failed_once.add(req.task_id)
+                raise RateLimitError("busy", retry_after=2.0)
+            await asyncio.sleep(1.0)
+            return {"response": "ok"}
+
+        settings = ProcessorSettings(publish_events=False, stream=False)
+        order: list[str] = []
+        async with AsyncAIProcessor(max_workers=1, backend=FunctionBackend(work), clock=clock,
+                                    settings=settings, seed=2) as proc:
+            proc.add_callback("task_completed", lambda t: order.append(t.request_data["message"]))
+            flaky = await proc.submit_task(1, "chat_completion", {"message": "flaky"},
+                                           priority=TaskPriority.NORMAL)
+            backlog = [await proc.submit_task(1, "chat_completion", {"message": f"low{i}"},
+                                              priority=TaskPriority.LOW) for i in range(20)]
+            for task_id in [flaky, *backlog]:
+                await proc.wait_for_task(task_id, timeout=3600)
+        return order
+
+    order = run_virtual(main)
+    # Failed at t=0, due at t=2: it runs third or fourth, not after the twenty low ones.
+    assert order.index("flaky") <= 3, order

@@ -3,11 +3,13 @@
 -- died loses its tasks to the next claim), so no separate sweeper races the workers.
 -- KEYS: 1 ready, 2 inflight, 3 delayed, 4 wake, 5 depth, 6 dead, 7 stats, 8 garbage
 -- ARGV: 1 now, 2 lease deadline, 3 max count, 4 worker id, 5 record key prefix,
---       6 extra deliveries allowed beyond max_retries + 1, 7 result ttl, 8 dead-letter cap
+--       6 extra deliveries allowed beyond max_retries + 1, 7 result ttl, 8 dead-letter cap,
+--       9 sweep: '1' to promote due retries and reclaim expired leases first, '0' to skip
+--         that (a busy worker sweeps only when something is due, or now and then)
 -- Returns {claimed, dead, next_due, remaining}: claimed is a flat list of
 -- (id, spec, priority, max_retries, retry_count, deliveries); dead lists task ids that
--- exceeded their delivery limit; next_due is the earliest retry or lease deadline, or '';
--- remaining counts the ready tasks left.
+-- exceeded their delivery limit; next_due is the earliest retry or lease deadline ('' when
+-- none, or when not swept); remaining counts the ready tasks left.
 local unpack = unpack or table.unpack
 local now, prefix = tonumber(ARGV[1]), ARGV[5]
 local depth = {}
@@ -18,7 +20,9 @@ local function head(key)
   return h[2] and tonumber(h[2]) or nil
 end
 -- Sweep a set only when its earliest entry is due: most claims find nothing to move.
-local delayed_head, inflight_head = head(KEYS[3]), head(KEYS[2])
+local sweep = ARGV[9] ~= '0'
+local delayed_head, inflight_head
+if sweep then delayed_head, inflight_head = head(KEYS[3]), head(KEYS[2]) end
 if delayed_head and delayed_head <= now then
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)) do
     redis.call('ZREM', KEYS[3], id)
@@ -43,7 +47,14 @@ if inflight_head and inflight_head <= now then
 end
 
 local claimed, dead, leased = {}, {}, {}
-local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[3])
+-- ZRANGE + ZREM rather than ZPOPMIN: the same atomically here, and fakeredis pops in time
+-- that grows with the backlog while these two do not.
+local popped = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
+if #popped > 0 then
+  local members = {}
+  for i = 1, #popped, 2 do members[#members + 1] = popped[i] end
+  redis.call('ZREM', KEYS[1], unpack(members))
+end
 local extra, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 for i = 1, #popped, 2 do
   local id = popped[i]
@@ -94,5 +105,5 @@ end
 -- claimed just now end later than any existing head, so they never come first.
 local next_due = delayed_head
 if inflight_head and (not next_due or inflight_head < next_due) then next_due = inflight_head end
-if not next_due and #leased > 0 then next_due = tonumber(ARGV[2]) end
+if sweep and not next_due and #leased > 0 then next_due = tonumber(ARGV[2]) end
 return {claimed, dead, next_due and tostring(next_due) or '', remaining}
