@@ -4,8 +4,9 @@ renewed, outcomes recorded in batches, a graceful drain on stop.
 One fetcher claims as many tasks as there are free slots in one script call and blocks on
 Redis when there is nothing to do (no polling). Each claimed task runs as its own asyncio
 task (the chapter's pool of coroutines; no thread pool, no second semaphore). Outcomes go
-to a flusher that writes everything that finished meanwhile in one script call, so the
-batch grows with the load and costs nothing when idle.
+to a flusher that records what finished meanwhile, a few per script call, and, when the
+pool is full, claims new tasks for the freed slots in the same call. Events about a task
+leave this process in order: "started" is published before the call that records its end.
 """
 
 from __future__ import annotations
