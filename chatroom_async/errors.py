@@ -2,7 +2,7 @@
 
 "Should this be retried?" is a type check: retryable and permanent AI errors are separate
 branches. A failed task stores the error's class name and message (never a pickled
-exception), so `error_from_record` can rebuild the type on another process.
+exception), so a client in any process can tell a timeout from a content filter.
 
     ChatroomAsyncError
     ├── ValidationError            a request rejected at submit; nothing was queued
@@ -154,16 +154,6 @@ class ContentFilterError(PermanentAIError):
 class ContextTooLongError(PermanentAIError):
     status = 400
     default_code = "1261"
-
-
-AI_ERROR_TYPES: dict[str, type[AIError]] = {
-    cls.__name__: cls
-    for cls in (
-        AIError, RetryableAIError, PermanentAIError, RateLimitError, OverloadedError,
-        ServerError, AITimeoutError, StreamInterruptedError, BadRequestError,
-        ContentFilterError, ContextTooLongError,
-    )
-}
 
 
 def classify(exc: BaseException) -> AIError:

@@ -6,7 +6,6 @@ Pure and clock-free: callers pass timestamps. Shared counters live in Redis (see
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -75,11 +74,3 @@ class LocalMetrics:
         while self.finished_at and self.finished_at[0] < cutoff:
             self.finished_at.popleft()
         return len(self.finished_at) / self.window_s
-
-
-def rate_between(times: list[float], start: float, end: float) -> float:
-    """Events per second among sorted `times` within [start, end)."""
-    if end <= start:
-        return 0.0
-    n = bisect.bisect_left(times, end) - bisect.bisect_left(times, start)
-    return n / (end - start)

@@ -7,7 +7,6 @@ mutate their input (the chapter's `from_dict` rewrote the caller's dict in place
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -172,9 +171,3 @@ def _copy_json(value: Any) -> Any:
     if value is None:
         return None
     return orjson.loads(orjson.dumps(value))
-
-
-def is_finite_positive(value: object) -> bool:
-    """True for a real number > 0 that is not inf/nan (bools excluded)."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
