@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from .keys import Keys
+from .records import status_dict
 from .task import AITask
 
 log = logging.getLogger("chatroom_async.events")
@@ -38,8 +39,7 @@ def event_json(event: str, task: AITask) -> str:
                 "request_type": task.request_type, "status": task.status.value,
                 "request_data": {}, "progress": task.progress}
     else:
-        body = task.to_dict(copy=False)
-        del body["progress"]
+        body = status_dict(task, copy=False)
     return orjson.dumps({"event": event, "task": body}).decode()
 
 

@@ -72,9 +72,10 @@ def task_from_record(task_id: str, fields: dict[str, str]) -> AITask:
     return task
 
 
-def status_dict(task: AITask) -> dict[str, Any]:
-    """What `get_task_status` returns: `to_dict` without the empty progress field."""
-    data = task.to_dict()
+def status_dict(task: AITask, *, copy: bool = True) -> dict[str, Any]:
+    """What `get_task_status` returns (and a lifecycle event carries): `to_dict` without the
+    progress field. `copy=False` shares the nested dicts, for a dict serialised at once."""
+    data = task.to_dict(copy=copy)
     data.pop("progress", None)
     return data
 
