@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from .keys import Keys
 from .lane import Lane
@@ -113,6 +114,7 @@ class TaskQueue:
             _FINISH_CLAIM.format(finish=_load("finish"), claim=_load("claim")))
         # One lane per hot caller: submitters, the fetcher, the flusher.
         self._lanes = {name: Lane(redis) for name in ("enqueue", "claim", "finish")}
+        self._enqueue_loaded = False  # SCRIPT LOAD done for enqueue_many's pipelines
 
     async def _run(self, script: str, lane: str, keys: list[str], args: list[Any]) -> Any:
         return await self._lanes[lane].run(self._scripts[script], keys, args)
@@ -134,13 +136,21 @@ class TaskQueue:
     async def enqueue_many(self, items: list[tuple[str, str, int, int, float]]) -> list[bool]:
         """Enqueue (task_id, spec, priority, max_retries, score) items in one round trip."""
         script = self._scripts["enqueue"]
-        await self.redis.script_load(script.script)  # EVALSHA in a pipeline needs it loaded
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for task_id, spec, priority, max_retries, score in items:
-                pipe.evalsha(script.sha, 5, k.task(task_id), k.ready, k.wake, k.stats, k.depth,
-                             task_id, spec, priority, max_retries, repr(score))
-            return [bool(done) for done in await pipe.execute()]
+        for attempt in (1, 2):
+            if attempt == 2 or not self._enqueue_loaded:  # EVALSHA in a pipeline needs it
+                await self.redis.script_load(script.script)
+                self._enqueue_loaded = True
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for task_id, spec, priority, max_retries, score in items:
+                        pipe.evalsha(script.sha, 5, k.task(task_id), k.ready, k.wake, k.stats,
+                                     k.depth, task_id, spec, priority, max_retries, repr(score))
+                    return [bool(done) for done in await pipe.execute()]
+            except NoScriptError:  # the server lost its scripts: nothing ran, load and retry
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def claim(self, *, now: float, lease_s: float, max_count: int, worker_id: str,
                     extra_deliveries: int, sweep: bool = True) -> ClaimResult:

@@ -120,3 +120,21 @@ async def test_purge_deletes_only_this_namespace(queue: TaskQueue) -> None:
         assert await queue.redis.get("someone-else:key") == "keep"
     finally:
         await queue.redis.delete("someone-else:key")
+
+
+async def test_batch_enqueue_survives_a_server_that_lost_its_scripts() -> None:
+    import fakeredis
+
+    from chatroom_async.keys import Keys
+
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    queue = TaskQueue(redis, Keys("t"))
+    try:
+        assert await queue.enqueue_many([("a", SPEC, 2, 0, 1.0)]) == [True]
+        await redis.script_flush()  # the embedded server only: never flush a shared one
+        assert await queue.enqueue_many([("b", SPEC, 2, 0, 2.0), ("a", SPEC, 2, 0, 3.0)]) == [
+            True, False]
+        assert (await queue.counts()).ready_by_priority == {2: 2}
+    finally:
+        await queue.close()
+        await redis.aclose()
