@@ -42,13 +42,6 @@ log = logging.getLogger("chatroom_async")
 UserContext = Callable[[int], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 
 
-def embedded_redis() -> Redis:
-    """A fresh in-process fakeredis server with Lua, as a `redis.asyncio` client."""
-    import fakeredis
-
-    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True)
-
-
 class AsyncAIProcessor:
     """Asynchronous AI task processor (异步AI处理器) on Redis.
 
@@ -101,9 +94,14 @@ class AsyncAIProcessor:
         """Connect, subscribe to events, start the workers. Idempotent."""
         if self.running:
             return
-        self.redis = self._given_redis or (
-            Redis.from_url(self.redis_url, decode_responses=True) if self.redis_url
-            else embedded_redis())
+        if self._given_redis is not None:
+            self.redis = self._given_redis
+        elif self.redis_url:
+            self.redis = Redis.from_url(self.redis_url, decode_responses=True)
+        else:
+            from .embedded import embedded_redis  # fakeredis loads only when it is used
+
+            self.redis = embedded_redis()
         try:
             await self._start_parts()
         except BaseException:

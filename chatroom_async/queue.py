@@ -41,12 +41,18 @@ return {{recorded, claim(ck, ca)}}
 def _load(name: str) -> str:
     """A script's source without comment lines and indentation.
 
-    fakeredis compiles the source on every call, so shorter source is measurably faster
-    there; a real Redis caches the compiled script and does not care.
+    Kept short for the benefit of fakeredis's own script path, which compiles the source on
+    every call (`embedded` compiles this package's scripts once); a real Redis caches the
+    compiled script and does not care.
     """
     source = resources.files("chatroom_async").joinpath(f"lua/{name}.lua").read_text("utf-8")
     lines = (line.strip() for line in source.splitlines())
     return "\n".join(line for line in lines if line and not line.startswith("--"))
+
+
+#: Every script this package runs, by name: the files of `lua/` and their composition.
+SOURCES: dict[str, str] = {name: _load(name) for name in _SCRIPTS}
+SOURCES["finish_claim"] = _FINISH_CLAIM.format(finish=SOURCES["finish"], claim=SOURCES["claim"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +115,7 @@ class TaskQueue:
         self.keys = keys
         self.result_ttl = max(1, int(result_ttl_s))
         self.dead_letter_cap = dead_letter_cap
-        self._scripts = {name: redis.register_script(_load(name)) for name in _SCRIPTS}
-        self._scripts["finish_claim"] = redis.register_script(
-            _FINISH_CLAIM.format(finish=_load("finish"), claim=_load("claim")))
+        self._scripts = {name: redis.register_script(source) for name, source in SOURCES.items()}
         # One lane per hot caller: submitters, the fetcher, the flusher.
         self._lanes = {name: Lane(redis) for name in ("enqueue", "claim", "finish")}
         self._enqueue_loaded = False  # SCRIPT LOAD done for enqueue_many's pipelines

@@ -14,11 +14,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import fakeredis
 import pytest
 from redis.asyncio import Redis
 
 from chatroom_async import AsyncAIProcessor, ProcessorSettings
+from chatroom_async.embedded import embedded_redis
 from chatroom_async.keys import Keys
 from chatroom_async.queue import TaskQueue
 
@@ -43,8 +43,7 @@ async def _real_client() -> Redis:
 async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
     """A Redis client: the embedded fakeredis, then the real server."""
     if request.param == "fake":
-        client: Redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(),
-                                                 decode_responses=True)
+        client: Redis = embedded_redis()
     else:
         client = await _real_client()
     yield client

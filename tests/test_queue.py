@@ -123,11 +123,10 @@ async def test_purge_deletes_only_this_namespace(queue: TaskQueue) -> None:
 
 
 async def test_batch_enqueue_survives_a_server_that_lost_its_scripts() -> None:
-    import fakeredis
-
+    from chatroom_async.embedded import embedded_redis
     from chatroom_async.keys import Keys
 
-    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    redis = embedded_redis()
     queue = TaskQueue(redis, Keys("t"))
     try:
         assert await queue.enqueue_many([("a", SPEC, 2, 0, 1.0)]) == [True]
