@@ -11,6 +11,11 @@ globals once, after the script, instead of before every command. Everything else
 scripts, every other command, errors) takes fakeredis's own path. The simulator spends most
 of its time inside these scripts; `docs/simulation.md` says what the change bought.
 
+Two smaller savings on the same connections: `lane.Lane` hands a command over as its list
+of fields (the server would otherwise parse RESP bytes it was just given), and a blocked
+command (the idle worker's BLPOP) is woken by setting its event directly, not through the
+event loop's self-pipe after every write to the database.
+
 The path uses a few of fakeredis's internals. Where they are missing (a fakeredis that
 changed them), `embedded_redis` falls back to the stock client and `FAST_SCRIPTS` is False:
 slower, never different. A test checks that the pinned fakeredis takes the fast path.
@@ -18,7 +23,10 @@ slower, never different. A test checks that the pinned fakeredis takes the fast 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import fakeredis
@@ -31,13 +39,14 @@ try:  # fakeredis internals this path relies on; see the module docstring
     from fakeredis import _msgs as _fr_msgs
     from fakeredis._clients._async import FakeAsyncRedisConnection
     from fakeredis._commands import COMMANDS_WITH_SUB
-    from fakeredis._helpers import SimpleError, decode_command_bytes
+    from fakeredis._helpers import NoResponse, SimpleError, decode_command_bytes
     from fakeredis._socket import AsyncFakeSocket
     from fakeredis.commands_mixins import scripting_mixin as _fr_scripting
 
     _REQUIRED = (
         (AsyncFakeSocket, ("_get_server_runtime", "_convert_lua_result", "_run_command",
-                           "_convert_redis_result", "_name_to_func", "_lua_redis_call")),
+                           "_convert_redis_result", "_name_to_func", "_lua_redis_call",
+                           "_blocking", "_async_blocking", "pause", "_process_command")),
         (_fr_scripting, ("LUA_MODULE", "_check_for_lua_globals", "_convert_redis_arg",
                          "_get_lua_bad_command_arg_msg")),
         (_fr_msgs, ("SCRIPT_ERROR_MSG", "LUA_COMMAND_ARG_MSG", "WRONG_ARGS_MSG7")),
@@ -61,6 +70,9 @@ def embedded_redis() -> Redis:
     return fakeredis.FakeAsyncRedis(server=server, decode_responses=True,
                                     connection_class=_Connection)
 
+
+#: Blocked commands' tasks (BLPOP and the like), referenced until they end.
+_BLOCKED: set[asyncio.Task[None]] = set()
 
 if FAST_SCRIPTS:
 
@@ -120,6 +132,32 @@ if FAST_SCRIPTS:
             converted = [_fr_scripting._convert_redis_arg(arg) for arg in args]
             result = self._run_command(func, sig, converted, True)
             return self._convert_redis_result(lua_runtime, result)
+
+        def _blocking(self, timeout: float | None, func: Callable[[bool], Any],
+                      shape: Callable[[Any], Any] | None = None) -> Any:
+            # fakeredis's own, except the wake-up: it wakes a blocked command after every
+            # write to the database with `call_soon_threadsafe`, a write to the event loop's
+            # self-pipe each time. From the loop's own thread, setting the event is enough.
+            loop = asyncio.get_running_loop()
+            ret = func(True)
+            if ret is not None or self._in_transaction:
+                return ret if shape is None else shape(ret)
+            event = asyncio.Event()
+            loop_thread = threading.get_ident()
+
+            def callback() -> None:
+                if threading.get_ident() == loop_thread:
+                    event.set()
+                else:
+                    loop.call_soon_threadsafe(event.set)
+
+            self._db.add_change_callback(callback)
+            self._blocked = True
+            self.pause()
+            blocked = loop.create_task(self._async_blocking(timeout, func, event, callback, shape))
+            _BLOCKED.add(blocked)  # a reference until it ends, which fakeredis does not keep
+            blocked.add_done_callback(_BLOCKED.discard)
+            return NoResponse()
 
     class _Connection(FakeAsyncRedisConnection):
         """fakeredis's connection, over `_Socket`, with `send_fields` for `lane.Lane`."""

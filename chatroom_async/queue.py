@@ -116,8 +116,9 @@ class TaskQueue:
         self.result_ttl = max(1, int(result_ttl_s))
         self.dead_letter_cap = dead_letter_cap
         self._scripts = {name: redis.register_script(source) for name, source in SOURCES.items()}
-        # One lane per hot caller: submitters, the fetcher, the flusher.
-        self._lanes = {name: Lane(redis) for name in ("enqueue", "claim", "finish")}
+        # One lane per hot caller: submitters, the fetcher (claims, and its blocking wait
+        # on a lane of its own), the flusher.
+        self._lanes = {name: Lane(redis) for name in ("enqueue", "claim", "wake", "finish")}
         self._enqueue_loaded = False  # SCRIPT LOAD done for enqueue_many's pipelines
 
     async def _run(self, script: str, lane: str, keys: list[str], args: list[Any]) -> Any:
@@ -255,8 +256,8 @@ class TaskQueue:
 
     async def wait_for_work(self, worker_id: str, timeout_s: float) -> None:
         """Block until a wake-up token, a private control message or the timeout."""
-        await self.redis.blpop([self.keys.wake, self.keys.control(worker_id)],
-                               timeout=max(0.001, round(timeout_s, 3)))
+        await self._lanes["wake"].execute("BLPOP", self.keys.wake, self.keys.control(worker_id),
+                                          repr(max(0.001, round(timeout_s, 3))))
 
     async def poke(self, worker_id: str) -> None:
         """Wake one worker's blocking wait (used by stop)."""
