@@ -73,7 +73,7 @@ class ClaimResult:
     claimed: list[Claimed]
     dead: list[str]
     next_due: float | None
-    remaining: int = 0  # ready tasks left after this claim
+    remaining: int = 0  # 1 if ready tasks are left after this claim, else 0
 
 
 @dataclass(frozen=True, slots=True)

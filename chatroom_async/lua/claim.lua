@@ -9,7 +9,7 @@
 -- Returns {claimed, dead, next_due, remaining}: claimed is a flat list of
 -- (id, spec, priority, max_retries, retry_count, deliveries); dead lists task ids that
 -- exceeded their delivery limit; next_due is the earliest retry or lease deadline ('' when
--- none, or when not swept); remaining counts the ready tasks left.
+-- none, or when not swept); remaining is 1 when ready tasks are left, else 0.
 local unpack = unpack or table.unpack
 local now, prefix = tonumber(ARGV[1]), ARGV[5]
 local depth = {}
@@ -48,16 +48,15 @@ end
 
 local claimed, dead, leased = {}, {}, {}
 -- ZRANGE + ZREM rather than ZPOPMIN: the same atomically here, and fakeredis pops in time
--- that grows with the backlog while these two do not.
-local popped = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
-if #popped > 0 then
-  local members = {}
-  for i = 1, #popped, 2 do members[#members + 1] = popped[i] end
-  redis.call('ZREM', KEYS[1], unpack(members))
-end
+-- that grows with the backlog while these two do not. One id more than wanted is read, and
+-- left: whether it is there tells if ready tasks remain.
+local max = tonumber(ARGV[3])
+local popped = redis.call('ZRANGE', KEYS[1], 0, max)
+local more = #popped > max
+if more then popped[#popped] = nil end
+if #popped > 0 then redis.call('ZREM', KEYS[1], unpack(popped)) end
 local extra, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
-for i = 1, #popped, 2 do
-  local id = popped[i]
+for _, id in ipairs(popped) do
   local key = prefix .. id
   local f = redis.call('HMGET', key, 'spec', 'priority', 'max_retries', 'retry_count',
                        'deliveries', 'status')
@@ -94,8 +93,7 @@ for priority, n in pairs(depth) do
 end
 if #dead > 0 then redis.call('LTRIM', KEYS[6], -tonumber(ARGV[8]), -1) end
 
-local remaining = redis.call('ZCARD', KEYS[1])
-if remaining > 0 then
+if more then
   if #claimed > 0 and redis.call('LLEN', KEYS[4]) == 0 then redis.call('LPUSH', KEYS[4], 1) end
 else
   redis.call('DEL', KEYS[4])
@@ -106,4 +104,4 @@ end
 local next_due = delayed_head
 if inflight_head and (not next_due or inflight_head < next_due) then next_due = inflight_head end
 if sweep and not next_due and #leased > 0 then next_due = tonumber(ARGV[2]) end
-return {claimed, dead, next_due and tostring(next_due) or '', remaining}
+return {claimed, dead, next_due and tostring(next_due) or '', more and 1 or 0}
