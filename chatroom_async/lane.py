@@ -30,14 +30,17 @@ def command_fields(args: Sequence[object]) -> list[bytes]:
 
 
 def pack_command(*args: object) -> bytes:
-    """A command in the Redis protocol (RESP2 array of bulk strings).
+    """A command in the Redis protocol (RESP2 array of bulk strings), from the same
+    arguments as `command_fields`.
 
     redis-py's own packer checks and splits every argument; a finish call carries ~12
     arguments per task, where that showed as a quarter of the worker's time.
     """
-    fields = command_fields(args)
-    parts = [b"*%d\r\n" % len(fields)]
-    parts.extend(b"$%d\r\n%s\r\n" % (len(field), field) for field in fields)
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else arg.encode() if isinstance(arg, str) \
+            else repr(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
 
 
@@ -61,7 +64,7 @@ class Lane:
         Commands sent on one lane reach the server in the order they were sent, which is
         how a worker's "started" event is published before anything later about the task.
         """
-        return await self._call(lambda: self._send(command_fields(args)),
+        return await self._call(lambda: self._send(args),
                                 lambda: self._redis.execute_command(*args))  # type: ignore[no-untyped-call]
 
     async def _call(self, on_lane: Callable[[], Awaitable[Any]],
@@ -86,22 +89,22 @@ class Lane:
 
     async def _evalsha(self, script: AsyncScript, keys: Sequence[str],
                        args: Sequence[Any]) -> Any:
-        fields = command_fields(("EVALSHA", script.sha, len(keys), *keys, *args))
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            return await self._send(fields)
+            return await self._send(command)
         except NoScriptError:  # a restarted or flushed server: load it and try once more
-            await self._send(command_fields(("SCRIPT", "LOAD", script.script)))
-            return await self._send(fields)
+            await self._send(("SCRIPT", "LOAD", script.script))
+            return await self._send(command)
 
-    async def _send(self, fields: list[bytes]) -> Any:
+    async def _send(self, args: Sequence[object]) -> Any:
         conn = self._conn
         if conn is None:
             conn = self._conn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         send_fields = getattr(conn, "send_fields", None)
         if send_fields is not None:  # the embedded server takes the fields as they are
-            await send_fields(fields)
+            await send_fields(command_fields(args))
         else:
-            await conn.send_packed_command(pack_command(*fields), check_health=False)
+            await conn.send_packed_command(pack_command(*args), check_health=False)
         return await conn.read_response()
 
     def _drop(self) -> None:

@@ -7,6 +7,7 @@ mutate their input (the chapter's `from_dict` rewrote the caller's dict in place
 from __future__ import annotations
 
 import enum
+import operator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -96,7 +97,7 @@ class AITask:
             copy: deep-copy the nested dicts (the default), so the caller may change the
                 result freely; False shares them, for a dict that is serialised at once.
         """
-        data = {name: getattr(self, name) for name in _FIELD_NAMES}
+        data = dict(zip(_FIELD_NAMES, _field_values(self), strict=True))
         data["priority"] = int(self.priority)
         data["status"] = self.status.value
         if copy:
@@ -145,8 +146,10 @@ class AITask:
         if unknown:
             raise TypeError(f"unknown AITask fields: {sorted(unknown)}")
         new = object.__new__(AITask)
-        for name in _FIELD_NAMES:
-            object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
+        for name, value in zip(_FIELD_NAMES, _field_values(self), strict=True):
+            object.__setattr__(new, name, value)
+        for name, value in changes.items():
+            object.__setattr__(new, name, value)
         return new
 
     @property
@@ -164,6 +167,7 @@ class AITask:
 
 _FIELD_NAMES = tuple(f.name for f in fields(AITask))
 _FIELD_SET = frozenset(_FIELD_NAMES)
+_field_values = operator.attrgetter(*_FIELD_NAMES)  # every field's value, as a tuple, in C
 
 
 def _copy_json(value: Any) -> Any:
