@@ -186,30 +186,34 @@ class TaskQueue:
         return ClaimResult(tasks, list(dead), float(next_due) if next_due else None,
                            int(remaining))
 
-    async def finish(self, outcomes: list[Outcome], *, origin: str,
-                     publish: bool = True) -> list[bool]:
-        """Record a batch of outcomes; each only if its lease is still held."""
+    async def finish(self, outcomes: list[Outcome], *, origin: str, publish: bool = True,
+                     started: list[str] | None = None) -> list[bool]:
+        """Record a batch of outcomes; each only if its lease is still held. With `publish`,
+        the recorded ones' events go out in one message, after the `started` events."""
         recorded = await self._run("finish", "finish", self._finish_keys(publish),
-                                   self._finish_args(outcomes, origin))
+                                   self._finish_args(outcomes, origin, started))
         return [bool(r) for r in recorded]
 
     async def finish_and_claim(self, outcomes: list[Outcome], *, origin: str, publish: bool,
                                now: float, lease_s: float, max_count: int, worker_id: str,
-                               extra_deliveries: int,
-                               sweep: bool = True) -> tuple[list[bool], ClaimResult]:
+                               extra_deliveries: int, sweep: bool = True,
+                               started: list[str] | None = None,
+                               ) -> tuple[list[bool], ClaimResult]:
         """`finish`, then `claim` for the freed slots, atomically and in one round trip."""
         recorded, reply = await self._run(
             "finish_claim", "finish", self._finish_keys(publish) + self._claim_keys(),
             self._claim_args(now, lease_s, max_count, worker_id, extra_deliveries, sweep)
-            + self._finish_args(outcomes, origin))
+            + self._finish_args(outcomes, origin, started))
         return [bool(r) for r in recorded], self._claim_result(reply, worker_id)
 
     def _finish_keys(self, publish: bool) -> list[str]:
         k = self.keys
         return [k.inflight, k.delayed, k.wake, k.stats, k.dead, k.events if publish else ""]
 
-    def _finish_args(self, outcomes: list[Outcome], origin: str) -> list[Any]:
-        args: list[Any] = [self.result_ttl, self.keys.task_prefix, origin, self.dead_letter_cap]
+    def _finish_args(self, outcomes: list[Outcome], origin: str,
+                     started: list[str] | None) -> list[Any]:
+        args: list[Any] = [self.result_ttl, self.keys.task_prefix, origin, self.dead_letter_cap,
+                           ",".join(started) if started else ""]
         for o in outcomes:
             args += [o.task_id, o.token, o.kind, "" if o.due is None else repr(o.due),
                      repr(o.seconds), len(o.fields)]

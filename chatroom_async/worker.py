@@ -45,6 +45,7 @@ class _Run:
     token: str
     handle: asyncio.Task[None] | None = None
     submitted: bool = False  # its outcome went to the flusher
+    settled: bool = False  # its outcome is recorded: its slot is free, its code ending
     lost: bool = False  # cancelled elsewhere or lease lost: record nothing, release nothing
 
 
@@ -70,10 +71,11 @@ class WorkerPool:
         self.concurrency = concurrency
         self.worker_id = worker_id
         self.running: dict[str, _Run] = {}
+        self._settled = 0  # runs in `running` whose outcome is recorded
         self._slot_freed = asyncio.Event()
         self._outbox: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._outbox_ready = asyncio.Event()
-        self._announce: list[str] = []  # "started" messages for the flusher to publish
+        self._announce: list[str] = []  # "started" events for the flusher to publish
         self._stopping = False
         self._full = False  # the fetcher waits for a free slot
         # When the flusher's claims must next promote due retries and reclaim expired
@@ -92,7 +94,7 @@ class WorkerPool:
     # -- claiming --------------------------------------------------------------------------
     async def _fetch_loop(self) -> None:
         while not self._stopping:
-            free = self.concurrency - len(self.running)
+            free = self._free_slots()
             if free <= 0:
                 self._slot_freed.clear()
                 self._full = True  # the flusher claims for the slots it frees
@@ -139,10 +141,10 @@ class WorkerPool:
         if not runs:
             return
         if self.settings.publish_events:
-            # Sent by the flusher on the connection that later records these tasks' ends,
-            # so other processes hear "started" first, without the runs waiting for it.
-            self._announce.append(
-                message_json(self.bus.origin, [event_json("task_started", r.task) for r in runs]))
+            # Sent by the flusher, with the next batch of outcomes (in the same message,
+            # ahead of them) or on their own when there is none: other processes hear
+            # "started" before anything later about the task, and the runs do not wait.
+            self._announce.extend(event_json("task_started", r.task) for r in runs)
             self._outbox_ready.set()
         for run in runs:
             self.running[run.task.task_id] = run
@@ -201,8 +203,16 @@ class WorkerPool:
         except Exception:
             log.exception("worker %s: task %s crashed the attempt", self.worker_id, task.task_id)
         finally:
-            self.running.pop(task.task_id, None)
+            if self.running.get(task.task_id) is run:  # not a later delivery of the task
+                del self.running[task.task_id]
+            if run.settled:
+                self._settled -= 1
             self._slot_freed.set()
+
+    def _free_slots(self) -> int:
+        """Slots not taken: a run whose outcome is recorded gives its slot up at once, while
+        its coroutine (callbacks, bookkeeping) still ends."""
+        return self.concurrency - len(self.running) + self._settled
 
     def cancel_local(self, task_id: str) -> bool:
         """Stop a running task whose fate was decided elsewhere (cancelled, reclaimed)."""
@@ -227,53 +237,56 @@ class WorkerPool:
             await self._flush()
 
     async def _flush(self) -> None:
-        # Announcements first on every round: a task's "started" must precede its end.
         while self._announce or self._outbox:
-            await self._publish_announcements()
             if not self._outbox:
+                await self._publish_announcements()
                 continue
             batch = self._outbox[:_MAX_FINISH_BATCH]
             del self._outbox[:_MAX_FINISH_BATCH]
+            started, self._announce = self._announce, []
             claimed: ClaimResult | None = None
             now = self.clock.now()
             try:
-                recorded, claimed = await self._record([o for o, _ in batch], now)
+                recorded, claimed = await self._record([o for o, _ in batch], now, started)
             except Exception as exc:  # the leases will expire and the tasks run again
                 log.error("worker %s: could not record %d outcomes: %r", self.worker_id,
                           len(batch), exc)
                 recorded = [False] * len(batch)
-            for (_, fut), ok in zip(batch, recorded, strict=True):
+            for (outcome, fut), ok in zip(batch, recorded, strict=True):
+                run = self.running.get(outcome.task_id)
+                if run is not None and run.token == outcome.token and not run.settled:
+                    run.settled = True
+                    self._settled += 1
                 if not fut.done():
                     fut.set_result(ok)
             if claimed is not None:  # after the finished runs are woken: events stay in order
                 await self._adopt(claimed, now)
 
     async def _publish_announcements(self) -> None:
-        while self._announce:
-            message = self._announce.pop(0)
-            try:
-                await self.queue.publish_event(message)
-            except Exception as exc:  # events are best effort; the records are the truth
-                log.error("worker %s: could not publish started events: %r", self.worker_id,
-                          exc)
+        started, self._announce = self._announce, []
+        try:
+            await self.queue.publish_event(message_json(self.bus.origin, started))
+        except Exception as exc:  # events are best effort; the records are the truth
+            log.error("worker %s: could not publish started events: %r", self.worker_id, exc)
 
-    async def _record(self, outcomes: list[Outcome],
-                      now: float) -> tuple[list[bool], ClaimResult | None]:
-        """Record a batch; when the pool is full, claim for the freed slots in the same call."""
+    async def _record(self, outcomes: list[Outcome], now: float,
+                      started: list[str]) -> tuple[list[bool], ClaimResult | None]:
+        """Record a batch (publishing `started` events ahead of its own); when the pool is
+        full, claim for the freed slots in the same call."""
         publish = self.settings.publish_events
         freeing = sum(1 for o in outcomes if o.task_id in self.running)
-        slots = self.concurrency - len(self.running) + freeing
+        slots = self._free_slots() + freeing
         for o in outcomes:  # our own retries: sweep when the first of them is due
             if o.due is not None:
                 self._sweep_at = min(self._sweep_at, o.due)
         if not (self._full and not self._stopping and slots > 0):
             return await self.queue.finish(outcomes, origin=self.bus.origin,
-                                           publish=publish), None
+                                           publish=publish, started=started), None
         sweep = now >= self._sweep_at
         recorded, result = await self.queue.finish_and_claim(
             outcomes, origin=self.bus.origin, publish=publish, now=now,
             lease_s=self.settings.lease_s, max_count=slots, worker_id=self.worker_id,
-            extra_deliveries=self.settings.extra_deliveries, sweep=sweep)
+            extra_deliveries=self.settings.extra_deliveries, sweep=sweep, started=started)
         if sweep:
             self._swept(now, result.next_due)
         return recorded, result

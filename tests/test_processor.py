@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import logging
 from typing import Any
 
@@ -470,3 +471,33 @@ async def test_a_broken_cache_is_a_miss_not_a_failure(make_processor: MakeProces
         final = await proc.wait_for_task(await proc.submit_task(**CHAT), timeout=10)
     assert final["status"] == "completed" and backend.calls == 1
     assert "cache unavailable" in caplog.text
+
+
+async def test_never_more_tasks_at_once_than_max_workers(make_processor: MakeProcessor) -> None:
+    # Runs end at uneven times, so outcomes are recorded in batches of every size while
+    # slots free up under both the fetcher and the flusher: neither may claim for a slot
+    # the other is already filling.
+    rng = random.Random(7)
+    turns = [rng.choice((0, 1, 2, 5, 20)) for _ in range(400)]
+    running, peak, done = 0, 0, asyncio.Event()
+    finished: list[str] = []
+
+    async def uneven(req: Any) -> dict[str, Any]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            for _ in range(turns[len(finished) % len(turns)]):
+                await asyncio.sleep(0)
+        finally:
+            running -= 1
+        finished.append(req.task_id)
+        done.set()
+        return {"response": "ok"}
+
+    client = await make_processor(max_workers=0)
+    await client.submit_many([{"user_id": 1, "request_type": "chat_completion",
+                               "request_data": {"message": f"m{i}"}} for i in range(400)])
+    await make_processor(max_workers=8, backend=FunctionBackend(uneven))
+    await wait_until(lambda: len(finished) == 400, done, timeout=30)
+    assert peak == 8  # full use of the pool, and never beyond it

@@ -1,15 +1,17 @@
 -- Record the outcomes of a batch of attempts, each only if its worker still holds the lease
 -- (a worker whose lease expired cannot overwrite the result of the task's next run).
 -- KEYS: 1 inflight, 2 delayed, 3 wake, 4 stats, 5 dead, 6 events channel ('' = none)
--- ARGV: 1 result ttl, 2 record key prefix, 3 origin, 4 dead-letter cap, then per outcome:
+-- ARGV: 1 result ttl, 2 record key prefix, 3 origin, 4 dead-letter cap, 5 "started" events
+--   to publish ahead of the outcomes' (comma-separated json, '' = none), then per outcome:
 --   id, lease token, kind ('completed'|'failed'|'retry'), due (retry time or ''),
 --   processing seconds, n, n field/value pairs for the record, event json ('' = none)
 -- Returns a list of 1/0: whether each outcome was recorded.
 local unpack = unpack or table.unpack
 local ttl, prefix = tonumber(ARGV[1]), ARGV[2]
 local recorded, events, done = {}, {}, {}
+if ARGV[5] ~= '' then events[1] = ARGV[5] end
 local completed, failed, retried, proc = 0, 0, 0, 0.0
-local i = 5
+local i = 6
 while i <= #ARGV do
   local id, token, kind, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local seconds, n = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
