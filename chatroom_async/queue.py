@@ -260,8 +260,9 @@ class TaskQueue:
 
     async def wait_for_work(self, worker_id: str, timeout_s: float) -> None:
         """Block until a wake-up token, a private control message or the timeout."""
-        await self._lanes["wake"].execute("BLPOP", self.keys.wake, self.keys.control(worker_id),
-                                          repr(max(0.001, round(timeout_s, 3))))
+        block_s = max(0.001, round(timeout_s, 3))
+        await self._lanes["wake"].blocking("BLPOP", self.keys.wake, self.keys.control(worker_id),
+                                           repr(block_s), block_s=block_s)
 
     async def poke(self, worker_id: str) -> None:
         """Wake one worker's blocking wait (used by stop)."""

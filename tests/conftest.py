@@ -26,8 +26,8 @@ REAL_URL = os.environ.get("CHATROOM_ASYNC_REDIS_URL", "redis://127.0.0.1:6379/0"
 REQUIRE_REAL = os.environ.get("CHATROOM_ASYNC_REQUIRE_REDIS") == "1"
 
 
-async def _real_client() -> Redis:
-    client = Redis.from_url(REAL_URL, decode_responses=True)
+async def _real_client(**options: Any) -> Redis:
+    client = Redis.from_url(REAL_URL, decode_responses=True, **options)
     try:
         await client.ping()
     except Exception as exc:  # noqa: BLE001
@@ -37,6 +37,14 @@ async def _real_client() -> Redis:
             pytest.fail(f"CHATROOM_ASYNC_REQUIRE_REDIS=1 but {reason}")
         pytest.skip(reason)
     return client
+
+
+@pytest.fixture
+async def real_redis_short_timeout() -> AsyncIterator[Redis]:
+    """The real server, through a client whose socket timeout is 0.3 s."""
+    client = await _real_client(socket_timeout=0.3)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(params=["fake", "real"])

@@ -66,3 +66,16 @@ async def test_a_flushed_script_cache_is_reloaded() -> None:
     finally:
         await lane.close()
         await redis.aclose()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_packer_writes_what_redis_reads(native: bool) -> None:
+    from redis.asyncio.connection import Connection
+
+    from chatroom_async.lane import command_fields, pack_command
+
+    args = ("EVALSHA", "ab" * 20, 2, "key:é", b"\x00raw", 0.1, 1e20, -3, 123456789.12345679, "")
+    # redis-py's own packer, the reference, given the arguments as bytes
+    expected = b"".join(Connection().pack_command(*command_fields(args)))
+    assert pack_command(*args, native=native) == expected
+    assert command_fields(args)[5:7] == [b"0.1", b"1e+20"]  # numbers by repr

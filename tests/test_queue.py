@@ -3,6 +3,11 @@ so lease expiry is tested without waiting."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
+from redis.asyncio import Redis
+
 from chatroom_async.queue import Outcome, TaskQueue
 
 SPEC = '{"user_id":1,"request_type":"chat_completion","request_data":{"message":"hi"},' \
@@ -137,3 +142,23 @@ async def test_batch_enqueue_survives_a_server_that_lost_its_scripts() -> None:
     finally:
         await queue.close()
         await redis.aclose()
+
+
+async def test_an_idle_wait_outlasts_the_clients_socket_timeout(
+        real_redis_short_timeout: Redis) -> None:
+    # redis-py 8 gives clients a 5 s socket timeout by default; an idle worker's blocking
+    # wait is longer, and must end as a wait, not as a TimeoutError.
+    from chatroom_async.keys import Keys
+
+    queue = TaskQueue(real_redis_short_timeout, Keys(f"t-{uuid.uuid4().hex[:8]}"))
+    try:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await queue.wait_for_work("w1", 0.8)  # longer than the 0.3 s socket timeout
+        assert loop.time() - began >= 0.75
+        await queue.poke("w1")  # and a wake-up still ends it at once
+        async with asyncio.timeout(0.3):
+            await queue.wait_for_work("w1", 30.0)
+    finally:
+        await queue.purge()
+        await queue.close()
