@@ -45,7 +45,7 @@ class _Run:
     token: str
     handle: asyncio.Task[None] | None = None
     submitted: bool = False  # its outcome went to the flusher
-    settled: bool = False  # its outcome is recorded: its slot is free, its code ending
+    settled: bool = False  # its outcome is recorded (or refused): its slot is free
     lost: bool = False  # cancelled elsewhere or lease lost: record nothing, release nothing
 
 
@@ -71,7 +71,8 @@ class WorkerPool:
         self.concurrency = concurrency
         self.worker_id = worker_id
         self.running: dict[str, _Run] = {}
-        self._settled = 0  # runs in `running` whose outcome is recorded
+        self._settled = 0  # runs in `running` whose outcome is settled
+        self._claiming = 0  # slots that claims still in flight may fill
         self._slot_freed = asyncio.Event()
         self._outbox: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._outbox_ready = asyncio.Event()
@@ -111,16 +112,19 @@ class WorkerPool:
 
     async def _fetch_once(self, free: int) -> None:
         now = self.clock.now()
-        result = await self.queue.claim(now=now, lease_s=self.settings.lease_s, max_count=free,
-                                        worker_id=self.worker_id,
-                                        extra_deliveries=self.settings.extra_deliveries)
+        self._claiming += free
+        try:
+            result = await self.queue.claim(now=now, lease_s=self.settings.lease_s,
+                                            max_count=free, worker_id=self.worker_id,
+                                            extra_deliveries=self.settings.extra_deliveries)
+        finally:
+            self._claiming -= free
         self._swept(now, result.next_due)
+        self._launch(result.claimed, now)  # before any await: the slots stay accounted for
         for task_id in result.dead:
             await self._announce_dead(task_id)
-        if result.claimed:
-            self._launch(result.claimed, now)
-            if result.remaining or len(result.claimed) == free:
-                return  # more may be ready: claim again as soon as a slot is free
+        if result.claimed and (result.remaining or len(result.claimed) == free):
+            return  # more may be ready: claim again as soon as a slot is free
         wait = self.settings.max_idle_wait_s
         if result.next_due is not None:
             wait = min(wait, max(0.0, result.next_due - now) + 0.001)
@@ -210,9 +214,11 @@ class WorkerPool:
             self._slot_freed.set()
 
     def _free_slots(self) -> int:
-        """Slots not taken: a run whose outcome is recorded gives its slot up at once, while
-        its coroutine (callbacks, bookkeeping) still ends."""
-        return self.concurrency - len(self.running) + self._settled
+        """Slots neither running nor promised to a claim in flight. A run gives its slot up
+        as soon as its outcome is settled, while its coroutine (callbacks) still ends; a
+        claim holds the slots it asked for until its tasks are launched, so the fetcher
+        and the flusher never both claim for the same slot."""
+        return self.concurrency - len(self.running) + self._settled - self._claiming
 
     def cancel_local(self, task_id: str) -> bool:
         """Stop a running task whose fate was decided elsewhere (cancelled, reclaimed)."""
@@ -283,10 +289,14 @@ class WorkerPool:
             return await self.queue.finish(outcomes, origin=self.bus.origin,
                                            publish=publish, started=started), None
         sweep = now >= self._sweep_at
-        recorded, result = await self.queue.finish_and_claim(
-            outcomes, origin=self.bus.origin, publish=publish, now=now,
-            lease_s=self.settings.lease_s, max_count=slots, worker_id=self.worker_id,
-            extra_deliveries=self.settings.extra_deliveries, sweep=sweep, started=started)
+        self._claiming += slots  # released just before _flush launches what came back
+        try:
+            recorded, result = await self.queue.finish_and_claim(
+                outcomes, origin=self.bus.origin, publish=publish, now=now,
+                lease_s=self.settings.lease_s, max_count=slots, worker_id=self.worker_id,
+                extra_deliveries=self.settings.extra_deliveries, sweep=sweep, started=started)
+        finally:
+            self._claiming -= slots
         if sweep:
             self._swept(now, result.next_due)
         return recorded, result
