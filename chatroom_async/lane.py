@@ -11,6 +11,7 @@ what a call does, only how fast it goes.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -54,9 +55,8 @@ def pack_command(*args: object, native: bool = True) -> bytes:
     return b"".join(parts)
 
 
-#: How much longer than a blocking command's own wait its reply may take, and how long a
-#: send may wait for room in the socket's buffer.
-_MARGIN_S = 5.0
+async def _nothing() -> None:
+    return None
 
 
 class Lane:
@@ -66,6 +66,10 @@ class Lane:
         self._redis = redis
         self._conn: AbstractConnection | None = None
         self._busy = False
+        self._sent = False  # the current call's command has left (or may have left)
+        #: How much longer than a blocking command's own wait its reply may take, and how
+        #: long a send may wait for room in the socket's buffer.
+        self.margin_s = 5.0
         self._closing: set[asyncio.Task[None]] = set()
 
     async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
@@ -86,21 +90,29 @@ class Lane:
         """Run a command that may block up to `block_s` seconds (BLPOP and the like).
 
         Its reply is awaited that long and a margin more, whatever the client's socket
-        timeout (redis-py 8 sets one of 5 s by default, which would cut a longer wait short).
+        timeout (redis-py 8 sets one of 5 s by default, which would cut a longer wait
+        short); past that the connection goes and a timeout is raised. It has no pooled
+        fallback (the pool's socket timeout would cut it short): when the lane cannot be
+        used it returns None at once, as if the wait had ended.
         """
-        return await self._call(lambda: self._send(args, read_timeout=block_s + _MARGIN_S),
-                                lambda: self._redis.execute_command(*args))  # type: ignore[no-untyped-call]
+        return await self._call(lambda: self._send(args, read_timeout=block_s + self.margin_s),
+                                _nothing)
 
     async def _call(self, on_lane: Callable[[], Awaitable[Any]],
                     pooled: Callable[[], Awaitable[Any]]) -> Any:
         if self._busy:
             return await pooled()
         self._busy = True
+        self._sent = False
         try:
             return await on_lane()
         except (RedisConnectionError, RedisTimeoutError, OSError):
             self._drop()
-            return await pooled()  # the pool reconnects and retries
+            if self._sent:
+                # The server may have run it: running it again could queue a task twice
+                # or take leases nobody uses, so the caller hears of the failure instead.
+                raise
+            return await pooled()  # never sent (no connection): the pool connects anew
         except ResponseError:
             raise  # the server answered: the connection is still in step
         except BaseException:
@@ -125,20 +137,27 @@ class Lane:
         if conn is None:
             conn = self._conn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         send_fields = getattr(conn, "send_fields", None)
+        if not conn.is_connected:
+            await conn.connect()
+        self._sent = True
         if send_fields is not None:  # the embedded server takes the fields as they are
             await send_fields(command_fields(args))
-        elif conn.is_connected and isinstance(writer := getattr(conn, "_writer", None),
-                                              asyncio.StreamWriter):
+        elif isinstance(writer := getattr(conn, "_writer", None), asyncio.StreamWriter):
             # What send_packed_command does, without the task that `asyncio.wait_for`
             # creates around every send when the client has a socket timeout: the kernel
             # takes a command this size at once, and only a full buffer is waited for.
             writer.write(pack_command(*args))
             if writer.transport.get_write_buffer_size():
-                async with asyncio.timeout(_MARGIN_S):
+                async with asyncio.timeout(self.margin_s):
                     await writer.drain()
         else:
             await conn.send_packed_command(pack_command(*args), check_health=False)
-        return await conn.read_response(timeout=read_timeout)
+        if read_timeout is None:
+            return await conn.read_response()
+        async with asyncio.timeout(read_timeout):  # raises, so the connection goes
+            if send_fields is not None:
+                return await conn.read_response()  # the embedded server has no timeout
+            return await conn.read_response(timeout=math.inf)  # none but the one above
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None

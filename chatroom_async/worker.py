@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 
 from .attempt import Attempt
 from .clock import Clock
@@ -45,7 +46,7 @@ class _Run:
     token: str
     handle: asyncio.Task[None] | None = None
     submitted: bool = False  # its outcome went to the flusher
-    settled: bool = False  # its outcome is recorded (or refused): its slot is free
+    released: bool = False  # its slot is free again: outcome settled, or the run ended
     lost: bool = False  # cancelled elsewhere or lease lost: record nothing, release nothing
 
 
@@ -71,7 +72,8 @@ class WorkerPool:
         self.concurrency = concurrency
         self.worker_id = worker_id
         self.running: dict[str, _Run] = {}
-        self._settled = 0  # runs in `running` whose outcome is settled
+        self._tasks: set[asyncio.Task[None]] = set()  # every run's task until it ends
+        self._occupied = 0  # runs holding a slot (see `_release`)
         self._claiming = 0  # slots that claims still in flight may fill
         self._slot_freed = asyncio.Event()
         self._outbox: list[tuple[Outcome, asyncio.Future[bool]]] = []
@@ -123,13 +125,18 @@ class WorkerPool:
         self._launch(result.claimed, now)  # before any await: the slots stay accounted for
         for task_id in result.dead:
             await self._announce_dead(task_id)
-        if result.claimed and (result.remaining or len(result.claimed) == free):
-            return  # more may be ready: claim again as soon as a slot is free
+        if result.remaining or len(result.claimed) == free:
+            # More may be ready (also when everything popped was dead): claim again as
+            # soon as a slot is free.
+            return
         wait = self.settings.max_idle_wait_s
         if result.next_due is not None:
             wait = min(wait, max(0.0, result.next_due - now) + 0.001)
         if not self._stopping:
-            await self.queue.wait_for_work(self.worker_id, wait)
+            try:
+                await self.queue.wait_for_work(self.worker_id, wait)
+            except (RedisError, OSError) as exc:  # the next claim shows if Redis is gone
+                log.warning("worker %s: idle wait ended early: %r", self.worker_id, exc)
 
     def _launch(self, claimed: list[Claimed], now: float) -> None:
         runs: list[_Run] = []
@@ -151,8 +158,18 @@ class WorkerPool:
             self._announce.extend(event_json("task_started", r.task) for r in runs)
             self._outbox_ready.set()
         for run in runs:
+            earlier = self.running.get(run.task.task_id)
+            if earlier is not None and not earlier.submitted:
+                # Its lease expired and the task came back here: the earlier run can no
+                # longer record anything, so it stops (its slot frees when it has).
+                earlier.lost = True
+                if earlier.handle is not None:
+                    earlier.handle.cancel()
             self.running[run.task.task_id] = run
+            self._occupied += 1
             run.handle = asyncio.create_task(self._run(run), name=f"task:{run.task.task_id}")
+            self._tasks.add(run.handle)
+            run.handle.add_done_callback(self._tasks.discard)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         handle = asyncio.ensure_future(coro)
@@ -209,16 +226,21 @@ class WorkerPool:
         finally:
             if self.running.get(task.task_id) is run:  # not a later delivery of the task
                 del self.running[task.task_id]
-            if run.settled:
-                self._settled -= 1
+            self._release(run)
+
+    def _release(self, run: _Run) -> None:
+        """Give a run's slot back, once: when its outcome is settled (its coroutine then
+        only fires callbacks), or when it ends without one."""
+        if not run.released:
+            run.released = True
+            self._occupied -= 1
             self._slot_freed.set()
 
     def _free_slots(self) -> int:
-        """Slots neither running nor promised to a claim in flight. A run gives its slot up
-        as soon as its outcome is settled, while its coroutine (callbacks) still ends; a
-        claim holds the slots it asked for until its tasks are launched, so the fetcher
-        and the flusher never both claim for the same slot."""
-        return self.concurrency - len(self.running) + self._settled - self._claiming
+        """Slots neither held by a run nor promised to a claim in flight: a claim holds the
+        slots it asked for until its tasks are launched, so the fetcher and the flusher
+        never both claim for one slot."""
+        return self.concurrency - self._occupied - self._claiming
 
     def cancel_local(self, task_id: str) -> bool:
         """Stop a running task whose fate was decided elsewhere (cancelled, reclaimed)."""
@@ -258,11 +280,11 @@ class WorkerPool:
                 log.error("worker %s: could not record %d outcomes: %r", self.worker_id,
                           len(batch), exc)
                 recorded = [False] * len(batch)
+                self._announce[:0] = started  # still to be told, first
             for (outcome, fut), ok in zip(batch, recorded, strict=True):
-                run = self.running.get(outcome.task_id)
-                if run is not None and run.token == outcome.token and not run.settled:
-                    run.settled = True
-                    self._settled += 1
+                run = self._run_of(outcome)
+                if run is not None:
+                    self._release(run)
                 if not fut.done():
                     fut.set_result(ok)
             if claimed is not None:  # after the finished runs are woken: events stay in order
@@ -275,12 +297,19 @@ class WorkerPool:
         except Exception as exc:  # events are best effort; the records are the truth
             log.error("worker %s: could not publish started events: %r", self.worker_id, exc)
 
+    def _run_of(self, outcome: Outcome) -> _Run | None:
+        """The run this outcome ends, if it still holds its slot."""
+        run = self.running.get(outcome.task_id)
+        if run is None or run.token != outcome.token or run.released:
+            return None
+        return run
+
     async def _record(self, outcomes: list[Outcome], now: float,
                       started: list[str]) -> tuple[list[bool], ClaimResult | None]:
         """Record a batch (publishing `started` events ahead of its own); when the pool is
         full, claim for the freed slots in the same call."""
         publish = self.settings.publish_events
-        freeing = sum(1 for o in outcomes if o.task_id in self.running)
+        freeing = sum(1 for o in outcomes if self._run_of(o) is not None)
         slots = self._free_slots() + freeing
         for o in outcomes:  # our own retries: sweep when the first of them is due
             if o.due is not None:
@@ -297,6 +326,7 @@ class WorkerPool:
                 extra_deliveries=self.settings.extra_deliveries, sweep=sweep, started=started)
         finally:
             self._claiming -= slots
+            self._slot_freed.set()  # fewer may have come back than asked for: look again
         if sweep:
             self._swept(now, result.next_due)
         return recorded, result
@@ -345,13 +375,12 @@ class WorkerPool:
         fetch, renew, flush = self._loops
         self._slot_freed.set()
         await asyncio.gather(fetch, return_exceptions=True)
-        handles = [r.handle for r in self.running.values() if r.handle is not None]
+        handles = list(self._tasks)
         if handles:
             await asyncio.wait(handles, timeout=drain_timeout_s)
         leftovers = [r for r in self.running.values() if not r.submitted and not r.lost]
-        for r in list(self.running.values()):
-            if r.handle is not None:
-                r.handle.cancel()
+        for handle in handles:
+            handle.cancel()
         await asyncio.gather(*handles, return_exceptions=True)
         await self._flush()
         # If Redis is unreachable now, the leases expire and the tasks run again elsewhere.

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from typing import Any
 
 import fakeredis
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chatroom_async.lane import Lane
 
@@ -79,3 +82,60 @@ def test_the_packer_writes_what_redis_reads(native: bool) -> None:
     expected = b"".join(Connection().pack_command(*command_fields(args)))
     assert pack_command(*args, native=native) == expected
     assert command_fields(args)[5:7] == [b"0.1", b"1e+20"]  # numbers by repr
+
+
+async def test_a_blocking_reply_later_than_its_deadline_is_never_read_by_the_next_call(
+        redis: Redis) -> None:
+    base = f"lane-{uuid.uuid4().hex[:8]}"
+    lane = Lane(redis)
+    lane.margin_s = 0.1
+    try:
+        with pytest.raises(TimeoutError):  # the server would wait 2 s; the lane gives up first
+            await lane.blocking("BLPOP", f"{base}:k1", "2", block_s=0.05)
+        await redis.rpush(f"{base}:k2", "for-the-second-call")
+        assert await lane.blocking("BLPOP", f"{base}:k2", "1", block_s=1) == [
+            f"{base}:k2", "for-the-second-call"]
+    finally:
+        await lane.close()
+        await redis.delete(f"{base}:k1", f"{base}:k2")
+
+
+async def test_a_command_that_may_have_run_is_not_run_again(redis: Redis) -> None:
+    key = f"lane-{uuid.uuid4().hex[:8]}"
+    script = redis.register_script("return redis.call('INCR', KEYS[1])")
+    lane = Lane(redis)
+    try:
+        assert await lane.run(script, [key], []) == 1
+        conn = lane._conn
+        assert conn is not None
+
+        async def lost(*args: Any, **kwargs: Any) -> Any:
+            raise RedisConnectionError("connection lost after the command was sent")
+
+        conn.read_response = lost  # type: ignore[method-assign]
+        with pytest.raises(RedisConnectionError):
+            await lane.run(script, [key], [])
+        assert await redis.get(key) == "2"  # it ran once; the pool did not run it again
+        assert await lane.run(script, [key], []) == 3  # and the lane goes on, reconnected
+    finally:
+        await lane.close()
+        await redis.delete(key)
+
+
+async def test_a_command_never_sent_goes_through_the_pool(redis: Redis) -> None:
+    key = f"lane-{uuid.uuid4().hex[:8]}"
+    script = redis.register_script("return redis.call('INCR', KEYS[1])")
+    lane = Lane(redis)
+    unreachable = redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+
+    async def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RedisConnectionError("connection refused")
+
+    unreachable.connect = refuse
+    lane._conn = unreachable
+    try:
+        assert await lane.run(script, [key], []) == 1
+        assert await redis.get(key) == "1"
+    finally:
+        await lane.close()
+        await redis.delete(key)

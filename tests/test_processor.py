@@ -501,3 +501,84 @@ async def test_never_more_tasks_at_once_than_max_workers(make_processor: MakePro
     await make_processor(max_workers=8, backend=FunctionBackend(uneven))
     await wait_until(lambda: len(finished) == 400, done, timeout=30)
     assert peak == 8  # full use of the pool, and never beyond it
+
+
+async def test_a_task_that_comes_straight_back_does_not_take_a_second_slot(
+        make_processor: MakeProcessor) -> None:
+    # A retry due at once is swept back and claimed by the same finish call that recorded
+    # it, while its first run is still ending: the pool must count one slot for it, not
+    # take one more task than it has slots (it used to: 12 at once with 11 slots).
+    limit, active, peak = 11, 0, 0
+    attempts: dict[str, int] = {}
+
+    async def flaky_once(req: Any) -> dict[str, Any]:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            attempts[req.task_id] = attempts.get(req.task_id, 0) + 1
+            await asyncio.sleep(0.2)
+            if req.task_id.startswith("x") and attempts[req.task_id] == 1:
+                raise RateLimitError("try again")
+            return {"response": "ok"}
+        finally:
+            active -= 1
+
+    client = await make_processor(max_workers=0)
+    ids = await client.submit_many([{"user_id": 1, "request_type": "chat_completion",
+                                     "request_data": {"message": f"m{i}"},
+                                     "task_id": f"{'x' if i == 0 else 't'}{i}"}
+                                    for i in range(60)])
+    worker = await make_processor(max_workers=limit, backend=FunctionBackend(flaky_once),
+                                  retry=RetryPolicy(base_s=0.0, jitter="none"))
+    for task_id in ids:
+        assert (await worker.wait_for_task(task_id, timeout=20))["status"] == "completed"
+    assert attempts["x0"] == 2
+    assert peak == limit
+
+
+async def test_the_worker_keeps_claiming_after_its_slots_free_up_behind_a_slow_call(
+        make_processor: MakeProcessor) -> None:
+    # Slots freed while a finish-and-claim call is in flight, and a claim that brings back
+    # only a corrupt record: the fetcher must still hear that slots are free.
+    async def quick(req: Any) -> dict[str, Any]:
+        await asyncio.sleep({"A": 0.2, "B": 0.21}.get(req.task_id, 0.01))
+        return {"response": "ok"}
+
+    worker = await make_processor(max_workers=2, backend=FunctionBackend(quick))
+    queue = worker.queue
+    assert queue is not None
+    finish_and_claim = queue.finish_and_claim
+
+    async def slow_finish_and_claim(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.05)  # a slow round trip
+        return await finish_and_claim(*args, **kwargs)
+
+    queue.finish_and_claim = slow_finish_and_claim  # type: ignore[method-assign]
+    request = {"user_id": 1, "request_type": "chat_completion", "request_data": {"message": "hi"}}
+    await worker.submit_many([{**request, "task_id": "A"}, {**request, "task_id": "B"}])
+    started = asyncio.Event()
+    worker.add_callback("task_started", lambda task: started.set())
+    await wait_until(lambda: len(worker.pool.running) == 2, started)  # type: ignore[union-attr]
+    await worker.submit_task(**request, task_id="Y")
+    await worker.redis.hset(queue.keys.task("Y"), "spec", "{corrupt")  # type: ignore[union-attr]
+    for task_id in ("A", "B", "Y"):
+        await worker.wait_for_task(task_id, timeout=10)
+    await worker.submit_task(**request, task_id="Z")
+    assert (await worker.wait_for_task("Z", timeout=10))["status"] == "completed"
+
+
+async def test_a_claim_that_finds_only_garbage_claims_again_at_once(
+        make_processor: MakeProcessor) -> None:
+    worker = await make_processor(max_workers=1, max_idle_wait_s=30.0)
+    started = asyncio.Event()
+    worker.add_callback("task_started", lambda task: started.set())
+    await worker.submit_task(1, "chat_completion", {"message": "warm up"})
+    await started.wait()  # the worker is up; soon it waits, idle, for a wake-up
+    # A ready entry without a record, first in line and queued without a wake-up...
+    await worker.redis.zadd(worker.keys.ready, {"ghost": 0})  # type: ignore[union-attr]
+    # ...so the wake-up for this task finds the ghost first, which is set aside.
+    task_id = await worker.submit_task(1, "chat_completion", {"message": "hi"})
+    # Not after an idle wait of 30 s: the claim said more were ready.
+    assert (await worker.wait_for_task(task_id, timeout=5))["status"] == "completed"
+    assert (await worker.queue.counts()).garbage == 1  # type: ignore[union-attr]
