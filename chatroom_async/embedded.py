@@ -177,10 +177,19 @@ if FAST_SCRIPTS:
             blocked = loop.create_task(self._async_blocking(timeout, func, event, callback, shape))
             _BLOCKED.add(blocked)  # a reference until it ends, which fakeredis does not keep
             blocked.add_done_callback(_BLOCKED.discard)
+            self._blocked_task = blocked
             return NoResponse()
 
     class _Connection(FakeAsyncRedisConnection):
         """fakeredis's connection, over `_Socket`, with `send_fields` for `lane.Lane`."""
+
+        async def disconnect(self, nowait: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
+            # A real Redis drops a closed client's blocked command; fakeredis would let it
+            # wait on and take the next item pushed (a wake-up meant for another worker).
+            blocked = getattr(self._sock, "_blocked_task", None)
+            if blocked is not None and not blocked.done():
+                blocked.cancel()
+            await super().disconnect(nowait=nowait, **kwargs)
 
         async def send_fields(self, fields: list[bytes]) -> None:
             """Send one command as its fields, without the trip through RESP bytes (the

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
@@ -106,13 +106,14 @@ class Lane:
         self._sent = False
         try:
             return await on_lane()
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self._drop()
-            if self._sent:
+            if self._sent and not isinstance(exc, BusyLoadingError):
                 # The server may have run it: running it again could queue a task twice
                 # or take leases nobody uses, so the caller hears of the failure instead.
                 raise
-            return await pooled()  # never sent (no connection): the pool connects anew
+            # Never sent, or refused unrun (a server still loading): the pool tries anew.
+            return await pooled()
         except ResponseError:
             raise  # the server answered: the connection is still in step
         except BaseException:
@@ -129,17 +130,25 @@ class Lane:
         try:
             return await self._send(command)
         except NoScriptError:  # a restarted or flushed server: load it and try once more
-            await self._send(("SCRIPT", "LOAD", script.script))
+            self._sent = False  # it ran nothing
+            await self._send(("SCRIPT", "LOAD", script.script), changes=False)
             return await self._send(command)
 
-    async def _send(self, args: Sequence[object], read_timeout: float | None = None) -> Any:
+    async def _send(self, args: Sequence[object], read_timeout: float | None = None,
+                    *, changes: bool = True) -> Any:
+        """Send one command and read its reply. `changes=False` for a command that is
+        harmless to run twice (it may then go through the pool after a failure)."""
         conn = self._conn
         if conn is None:
             conn = self._conn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         send_fields = getattr(conn, "send_fields", None)
+        reader = getattr(conn, "_reader", None)
+        if conn.is_connected and isinstance(reader, asyncio.StreamReader) and reader.at_eof():
+            await conn.disconnect()  # closed by the server while idle: nothing was sent yet
         if not conn.is_connected:
             await conn.connect()
-        self._sent = True
+        if changes:
+            self._sent = True
         if send_fields is not None:  # the embedded server takes the fields as they are
             await send_fields(command_fields(args))
         elif isinstance(writer := getattr(conn, "_writer", None), asyncio.StreamWriter):

@@ -12,6 +12,7 @@ leave this process in order: "started" is published before the call that records
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Awaitable
@@ -170,6 +171,7 @@ class WorkerPool:
             run.handle = asyncio.create_task(self._run(run), name=f"task:{run.task.task_id}")
             self._tasks.add(run.handle)
             run.handle.add_done_callback(self._tasks.discard)
+            run.handle.add_done_callback(functools.partial(self._run_ended, run))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         handle = asyncio.ensure_future(coro)
@@ -223,10 +225,13 @@ class WorkerPool:
             pass  # stop() releases it, or it was cancelled/reclaimed elsewhere
         except Exception:
             log.exception("worker %s: task %s crashed the attempt", self.worker_id, task.task_id)
-        finally:
-            if self.running.get(task.task_id) is run:  # not a later delivery of the task
-                del self.running[task.task_id]
-            self._release(run)
+
+    def _run_ended(self, run: _Run, _: asyncio.Task[None]) -> None:
+        """A run's task is done: a done callback, so that it also runs for a task cancelled
+        before its first step (which never enters `_run`'s body)."""
+        if self.running.get(run.task.task_id) is run:  # not a later delivery of the task
+            del self.running[run.task.task_id]
+        self._release(run)
 
     def _release(self, run: _Run) -> None:
         """Give a run's slot back, once: when its outcome is settled (its coroutine then
@@ -280,7 +285,8 @@ class WorkerPool:
                 log.error("worker %s: could not record %d outcomes: %r", self.worker_id,
                           len(batch), exc)
                 recorded = [False] * len(batch)
-                self._announce[:0] = started  # still to be told, first
+                # The "started" events are dropped, not sent again: the call may have
+                # published them, and a second copy would arrive after the task's end.
             for (outcome, fut), ok in zip(batch, recorded, strict=True):
                 run = self._run_of(outcome)
                 if run is not None:
@@ -351,17 +357,20 @@ class WorkerPool:
     async def _renew_loop(self) -> None:
         while True:
             await self.clock.sleep(self.settings.renew_every_s)
-            leases = [(tid, run.token) for tid, run in self.running.items() if not run.submitted]
+            leases = {tid: run.token for tid, run in self.running.items() if not run.submitted}
             if not leases:
                 continue
             try:
-                lost = await self.queue.renew(leases, self.clock.now() + self.settings.lease_s)
+                lost = await self.queue.renew(list(leases.items()),
+                                              self.clock.now() + self.settings.lease_s)
             except Exception:
                 log.exception("worker %s: lease renewal failed", self.worker_id)
                 continue
             for task_id in lost:
-                log.warning("worker %s: lost the lease of %s", self.worker_id, task_id)
-                self.cancel_local(task_id)
+                run = self.running.get(task_id)
+                if run is not None and run.token == leases[task_id]:  # not a newer delivery
+                    log.warning("worker %s: lost the lease of %s", self.worker_id, task_id)
+                    self.cancel_local(task_id)
 
     # -- stopping --------------------------------------------------------------------------
     async def stop(self, drain_timeout_s: float) -> int:

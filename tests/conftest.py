@@ -40,6 +40,14 @@ async def _real_client(**options: Any) -> Redis:
 
 
 @pytest.fixture
+async def real_redis() -> AsyncIterator[Redis]:
+    """The real server only (for what fakeredis cannot show, such as a closed socket)."""
+    client = await _real_client()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
 async def real_redis_short_timeout() -> AsyncIterator[Redis]:
     """The real server, through a client whose socket timeout is 0.3 s."""
     client = await _real_client(socket_timeout=0.3)

@@ -139,3 +139,24 @@ async def test_a_command_never_sent_goes_through_the_pool(redis: Redis) -> None:
     finally:
         await lane.close()
         await redis.delete(key)
+
+
+async def test_an_idle_connection_the_server_closed_is_reopened_before_sending(
+        real_redis: Redis) -> None:
+    key = f"lane-{uuid.uuid4().hex[:8]}"
+    script = real_redis.register_script("return redis.call('INCR', KEYS[1])")
+    lane = Lane(real_redis)
+    try:
+        assert await lane.run(script, [key], []) == 1
+        client_id = await lane.execute("CLIENT", "ID")
+        # as the server's idle timeout, a restart or a proxy would
+        assert await real_redis.client_kill_filter(_id=str(client_id)) == 1
+        reader = lane._conn._reader  # type: ignore[union-attr]
+        async with asyncio.timeout(5):
+            while not reader.at_eof():  # until the loop has read the server's FIN
+                await asyncio.sleep(0)
+        assert await lane.run(script, [key], []) == 2  # sent on a new connection, once
+        assert await real_redis.get(key) == "2"
+    finally:
+        await lane.close()
+        await real_redis.delete(key)

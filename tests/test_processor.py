@@ -582,3 +582,60 @@ async def test_a_claim_that_finds_only_garbage_claims_again_at_once(
     # Not after an idle wait of 30 s: the claim said more were ready.
     assert (await worker.wait_for_task(task_id, timeout=5))["status"] == "completed"
     assert (await worker.queue.counts()).garbage == 1  # type: ignore[union-attr]
+
+
+async def test_a_run_cancelled_before_its_first_step_gives_its_slot_back(
+        make_processor: MakeProcessor) -> None:
+    worker = await make_processor(max_workers=1)
+    pool = worker.pool
+    assert pool is not None
+    launch = pool._launch
+
+    def launch_then_cancel_at_once(claimed: Any, now: float) -> None:
+        launch(claimed, now)
+        for c in claimed:  # a cancel handled in the same loop step, before the run starts
+            if c.task_id == "A":
+                assert pool.cancel_local("A")
+
+    pool._launch = launch_then_cancel_at_once  # type: ignore[method-assign]
+    await worker.submit_task(1, "chat_completion", {"message": "a"}, task_id="A")
+    await worker.submit_task(1, "chat_completion", {"message": "b"}, task_id="B")
+    # With one slot, B runs only if A's cancelled run gave its slot back.
+    assert (await worker.wait_for_task("B", timeout=5))["status"] == "completed"
+
+
+async def test_a_late_renewal_does_not_stop_the_newer_delivery_of_its_task(
+        make_processor: MakeProcessor) -> None:
+    gate = Gate()
+    worker = await make_processor(max_workers=2, backend=gate, lease_s=3.0,
+                                  renew_interval_s=0.05)
+    pool, queue = worker.pool, worker.queue
+    assert pool is not None and queue is not None
+    back, renewed = asyncio.Event(), asyncio.Event()
+    launch = pool._launch
+
+    def watch_launch(claimed: Any, now: float) -> None:
+        launch(claimed, now)
+        if any(c.task_id == "X" and c.deliveries == 2 for c in claimed):
+            back.set()
+
+    renew = queue.renew
+
+    async def slow_renew(leases: Any, deadline: float) -> Any:
+        if any(task_id == "X" for task_id, _ in leases) and not back.is_set():
+            # While this renewal is on its way, X's lease runs out and X comes back here.
+            await queue.redis.zadd(queue.keys.inflight, {"X": 0})
+            await queue.poke(pool.worker_id)
+            await back.wait()
+            lost = await renew(leases, deadline)  # reports X: the old token is gone
+            renewed.set()
+            return lost
+        return await renew(leases, deadline)
+
+    pool._launch = watch_launch  # type: ignore[method-assign]
+    queue.renew = slow_renew  # type: ignore[method-assign]
+    await worker.submit_task(1, "chat_completion", {"message": "x"}, task_id="X")
+    await renewed.wait()
+    gate.release.set()
+    final = await worker.wait_for_task("X", timeout=2)  # before the 3 s lease could expire
+    assert final["status"] == "completed" and final["deliveries"] == 2
