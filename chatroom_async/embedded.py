@@ -91,6 +91,11 @@ def _reply(value: Any) -> Any:
     return value
 
 
+#: fakeredis's command signatures by the name a script passed to `redis.call`, for the
+#: package's scripts on the embedded server (always a "redis" server: the lookup's check
+#: of the server type holds for every entry).
+_SIGNATURES: dict[bytes, Any] = {}
+
 #: Blocked commands' tasks (BLPOP and the like), referenced until they end.
 _BLOCKED: set[asyncio.Task[None]] = set()
 
@@ -142,13 +147,19 @@ if FAST_SCRIPTS:
             if not self._in_trusted_script:
                 return super()._lua_redis_call(lua_runtime, expected_globals, op, *args)
             # fakeredis's own steps, less the scan of the Lua globals
-            cmd = decode_command_bytes(op)
-            if cmd in COMMANDS_WITH_SUB and args:
-                cmd += " " + decode_command_bytes(_fr_scripting._convert_redis_arg(args[0]))
-                args = args[1:]
-            func, sig = self._name_to_func(cmd)
-            if func is None:
-                raise SimpleError(_fr_msgs.WRONG_ARGS_MSG7)
+            sig = _SIGNATURES.get(op)
+            if sig is not None:  # a command seen before, by the name as the script wrote it
+                func = getattr(self, sig.func_name)
+            else:
+                cmd = decode_command_bytes(op)
+                if cmd in COMMANDS_WITH_SUB and args:
+                    cmd += " " + decode_command_bytes(_fr_scripting._convert_redis_arg(args[0]))
+                    args = args[1:]
+                func, sig = self._name_to_func(cmd)
+                if func is None:
+                    raise SimpleError(_fr_msgs.WRONG_ARGS_MSG7)
+                if " " not in cmd:  # a container command's name depends on its argument
+                    _SIGNATURES[op] = sig
             converted = [_fr_scripting._convert_redis_arg(arg) for arg in args]
             result = self._run_command(func, sig, converted, True)
             return self._convert_redis_result(lua_runtime, result)
