@@ -9,5 +9,7 @@ redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
 redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
 redis.call('HINCRBY', KEYS[4], 'total_tasks', 1)
 -- One token is enough: a worker that claims and leaves tasks behind passes the wake-up on.
-if redis.call('LLEN', KEYS[3]) == 0 then redis.call('LPUSH', KEYS[3], 1) end
+-- Pushed first and trimmed only if one was there already: an idle worker has taken the
+-- last one, so under light load this is a single call.
+if redis.call('RPUSH', KEYS[3], 1) > 1 then redis.call('LTRIM', KEYS[3], 0, 0) end
 return 1
