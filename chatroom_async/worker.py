@@ -6,7 +6,12 @@ Redis when there is nothing to do (no polling). Each claimed task runs as its ow
 task (the chapter's pool of coroutines; no thread pool, no second semaphore). Outcomes go
 to a flusher that records what finished meanwhile, a few per script call, and, when the
 pool is full, claims new tasks for the freed slots in the same call. Events about a task
-leave this process in order: "started" is published before the call that records its end.
+leave this process in order: "started" goes out in the message of the call that records
+the task's end, ahead of it, or in a message before it.
+
+A slot is held by a run from its launch until its outcome is settled (or the run ends),
+and by a claim in flight for as many tasks as it asked for, until they are launched: the
+fetcher and the flusher both claim, and neither may claim for a slot the other is filling.
 """
 
 from __future__ import annotations
