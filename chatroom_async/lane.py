@@ -1,11 +1,13 @@
-"""A dedicated connection for the hottest round trips (submit, claim, finish).
+"""A dedicated connection for the hottest round trips (submit, claim, finish, and the idle
+worker's blocking wait).
 
 redis-py's client checks a connection out of its pool and wraps every script call in a
 `Script` object; for a one-round-trip operation that bookkeeping costs about a third of the
 time on loopback. A lane keeps one connection of the same pool (same URL, same options) and
 sends EVALSHA on it directly. It is used by one caller at a time; a concurrent caller, or
-any connection trouble, falls back to the ordinary pooled path, so a lane never changes
-what a call does, only how fast it goes.
+a connection that fails before the command is sent, takes the ordinary pooled path
+instead. A failure after sending is raised, not retried: the server may have run the
+command, and running a script twice could queue a task twice or take leases nobody uses.
 """
 
 from __future__ import annotations
