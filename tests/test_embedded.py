@@ -123,3 +123,21 @@ async def test_other_scripts_keep_fakeredis_checks() -> None:
         assert await redis.get("k") == "v"
     finally:
         await redis.aclose()
+
+
+async def test_an_abandoned_blocking_wait_does_not_take_the_next_item() -> None:
+    # A real Redis forgets a closed client's BLPOP; the embedded server must too, or the
+    # abandoned wait would take the next wake-up meant for another worker.
+    from chatroom_async.lane import Lane
+
+    redis = embedded_redis()
+    lane = Lane(redis)
+    lane.margin_s = 0.05
+    try:
+        with pytest.raises(TimeoutError):  # the server would wait 5 s; the lane gives up
+            await lane.blocking("BLPOP", "wake", "5", block_s=0.05)
+        await redis.rpush("wake", "token")
+        assert list(await redis.blpop(["wake"], timeout=1)) == ["wake", "token"]  # type: ignore[arg-type]
+    finally:
+        await lane.close()
+        await redis.aclose()
