@@ -8,10 +8,10 @@ for every kind of table a script may return. A real Redis compiles a script once
 forbids globals when the script runs. For the scripts in `queue.SOURCES`, the very sources
 the tests run on a real Redis (which would refuse a global), this module's connections
 compile each script once per server, let Lua collect garbage incrementally as it normally
-does, skip the scans of the globals, and convert replies made of arrays, strings and
-numbers directly. Everything else (other scripts, every other command, errors) takes
-fakeredis's own path. The simulator spends most of its time inside these scripts;
-`docs/simulation.md` says what the change bought.
+does, skip the scans of the globals, look each command up once per name, and convert
+replies made of arrays, strings and numbers directly. Everything else (other scripts,
+every other command, errors) takes fakeredis's own path. The simulator spends most of its
+time inside these scripts; `docs/simulation.md` says what the change bought.
 
 Two smaller savings on the same connections: `lane.Lane` hands a command over as its list
 of fields (the server would otherwise parse RESP bytes it was just given), and a blocked
