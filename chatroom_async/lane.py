@@ -50,10 +50,7 @@ def pack_command(*args: object, native: bool = True) -> bytes:
     if native and _hiredis_pack_command is not None:
         return _hiredis_pack_command(args)  # type: ignore[arg-type,no-any-return]
     parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else arg.encode() if isinstance(arg, str) \
-            else repr(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    parts.extend(b"$%d\r\n%s\r\n" % (len(data), data) for data in command_fields(args))
     return b"".join(parts)
 
 
