@@ -97,6 +97,8 @@ async def run_workloads(
     report: dict = {"figures": {}, "errors": {}, "samples": {}, "foreign_cpu_percent": {}}
     redis_pid = await local_redis_pid(ctx.client)
     for name in names:
+        if adapter_cls.workloads is not None and name not in adapter_cls.workloads:
+            continue
         say(f"[{adapter_cls.label}] {name} ...")
         began = time.monotonic()
         times = 1 if name in SINGLE_RUN else repeat

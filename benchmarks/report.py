@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.settings import OUR_VARIANTS
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -106,7 +108,7 @@ class Results:
         peers = [
             self.figures[q][metric.key]
             for q in self.queues
-            if q != ours and self.figures.get(q, {}).get(metric.key) is not None
+            if q not in OUR_VARIANTS and self.figures.get(q, {}).get(metric.key) is not None
         ]
         if mine is None or not peers:
             return ""
@@ -192,7 +194,8 @@ def write_plot(path: Path, results: Results, title: str) -> None:
     cols = 4
     rows = max(1, -(-len(shown) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
-    colors = {"ours": "#d62728", "arq": "#1f77b4", "saq": "#2ca02c", "taskiq": "#ff7f0e"}
+    colors = {"ours": "#d62728", "ours-prefetch": "#ff9896", "arq": "#1f77b4",
+              "saq": "#2ca02c", "taskiq": "#ff7f0e"}
     for ax, metric in zip(axes.flat, shown, strict=False):
         _bars(ax, results, metric, colors)
     for ax in list(axes.flat)[len(shown) :]:

@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
-ALL_QUEUES = ("ours", "arq", "saq", "taskiq")
+ALL_QUEUES = ("ours", "ours-prefetch", "arq", "saq", "taskiq")
+# Columns that are our own queue under other settings, not peers: "ours / best peer"
+# compares the default "ours" with arq, SAQ and Taskiq only.
+OUR_VARIANTS = ("ours", "ours-prefetch")
+PREFETCH = 25  # ProcessorSettings(prefetch=...) of the "ours-prefetch" column
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The small chat request every queue carries (the same three fields as our submit_task).

@@ -29,6 +29,12 @@ class ProcessorSettings:
         publish_events: publish events and listen for other processes' (pub/sub).
         max_idle_wait_s: longest single blocking wait of an idle worker.
         dead_letter_cap: how many ids the dead-letter list keeps.
+        prefetch: tasks a worker claims beyond its free slots and holds, leased, to start
+            the moment a slot frees (no round trip between one task and the next). 0, the
+            default, keeps priority strict: each slot takes the most urgent task ready when
+            it frees. With N > 0 a task submitted later may wait behind up to N less urgent
+            ones already claimed; worth it only for many short tasks (see
+            docs/benchmarks.md).
     """
 
     lease_s: float = 30.0
@@ -43,6 +49,7 @@ class ProcessorSettings:
     publish_events: bool = True
     max_idle_wait_s: float = 30.0
     dead_letter_cap: int = 10_000
+    prefetch: int = 0
 
     def __post_init__(self) -> None:
         for name in ("lease_s", "drain_timeout_s", "result_ttl_s", "max_idle_wait_s"):
@@ -53,6 +60,9 @@ class ProcessorSettings:
             raise ValueError("renew_interval_s must be between 0 and lease_s")
         if self.extra_deliveries < 0 or self.dead_letter_cap < 1:
             raise ValueError("extra_deliveries must be >= 0 and dead_letter_cap >= 1")
+        if not isinstance(self.prefetch, int) or isinstance(self.prefetch, bool) \
+                or self.prefetch < 0:
+            raise ValueError(f"prefetch must be an int >= 0, got {self.prefetch!r}")
         if self.cache_ttl_s is not None and not self.cache_ttl_s > 0:
             raise ValueError("cache_ttl_s must be positive or None")
 

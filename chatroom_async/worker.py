@@ -12,11 +12,17 @@ the task's end, ahead of it, or in a message before it.
 A slot is held by a run from its launch until its outcome is settled (or the run ends),
 and by a claim in flight for as many tasks as it asked for, until they are launched: the
 fetcher and the flusher both claim, and neither may claim for a slot the other is filling.
+
+With `prefetch` N > 0 the pool also holds up to N claimed, leased tasks that have no slot
+yet, most urgent first; a run then frees its slot as soon as its attempt ends, and the next
+held task starts in that moment instead of one claim round trip later. The holds are
+renewed with the runs' leases, dropped when cancelled, and handed back on stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import logging
 import random
@@ -81,6 +87,7 @@ class WorkerPool:
         self._tasks: set[asyncio.Task[None]] = set()  # every run's task until it ends
         self._occupied = 0  # runs holding a slot (see `_release`)
         self._claiming = 0  # slots that claims still in flight may fill
+        self._held: list[_Run] = []  # prefetched, leased, not started; most urgent first
         self._slot_freed = asyncio.Event()
         self._outbox: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._outbox_ready = asyncio.Event()
@@ -104,7 +111,9 @@ class WorkerPool:
     async def _fetch_loop(self) -> None:
         while not self._stopping:
             free = self._free_slots()
-            if free <= 0:
+            # While tasks are held every slot is busy: the flusher tops the holds up with
+            # the outcomes of the runs, and the fetcher waits.
+            if free <= 0 or self._held:
                 self._slot_freed.clear()
                 self._full = True  # the flusher claims for the slots it frees
                 try:
@@ -145,7 +154,7 @@ class WorkerPool:
                 log.warning("worker %s: idle wait ended early: %r", self.worker_id, exc)
 
     def _launch(self, claimed: list[Claimed], now: float) -> None:
-        runs: list[_Run] = []
+        """Start what was claimed, in the order given, while slots are free; hold the rest."""
         for c in claimed:
             try:
                 task = task_from_spec(c.task_id, c.spec, c.priority, c.max_retries,
@@ -153,30 +162,42 @@ class WorkerPool:
             except ValueError as exc:
                 self._reject_corrupt(c, str(exc), now)
                 continue
-            task.started_at = now
-            runs.append(_Run(task, c.token))
-        if not runs:
-            return
+            run = _Run(task, c.token)
+            if self._occupied < self.concurrency:
+                self._start(run, now)
+            else:  # only with prefetch: claims never ask for more than slots plus holds
+                bisect.insort(self._held, run, key=lambda r: -r.task.priority)
+
+    def _start(self, run: _Run, now: float) -> None:
+        run.task.started_at = now
         if self.settings.publish_events:
             # Sent by the flusher, with the next batch of outcomes (in the same message,
             # ahead of them) or on their own when there is none: other processes hear
             # "started" before anything later about the task, and the runs do not wait.
-            self._announce.extend(event_json("task_started", r.task) for r in runs)
+            self._announce.append(event_json("task_started", run.task))
             self._outbox_ready.set()
-        for run in runs:
-            earlier = self.running.get(run.task.task_id)
-            if earlier is not None and not earlier.submitted:
-                # Its lease expired and the task came back here: the earlier run can no
-                # longer record anything, so it stops (its slot frees when it has).
-                earlier.lost = True
-                if earlier.handle is not None:
-                    earlier.handle.cancel()
-            self.running[run.task.task_id] = run
-            self._occupied += 1
-            run.handle = asyncio.create_task(self._run(run), name=f"task:{run.task.task_id}")
-            self._tasks.add(run.handle)
-            run.handle.add_done_callback(self._tasks.discard)
-            run.handle.add_done_callback(functools.partial(self._run_ended, run))
+        earlier = self.running.get(run.task.task_id)
+        if earlier is not None and not earlier.submitted:
+            # Its lease expired and the task came back here: the earlier run can no
+            # longer record anything, so it stops (its slot frees when it has).
+            earlier.lost = True
+            if earlier.handle is not None:
+                earlier.handle.cancel()
+        self.running[run.task.task_id] = run
+        self._occupied += 1
+        run.handle = asyncio.create_task(self._run(run), name=f"task:{run.task.task_id}")
+        self._tasks.add(run.handle)
+        run.handle.add_done_callback(self._tasks.discard)
+        run.handle.add_done_callback(functools.partial(self._run_ended, run))
+
+    def _drop_held(self, task_id: str, token: str | None = None) -> bool:
+        """Forget a held task (cancelled, or its lease lost); True if it was held."""
+        for i, run in enumerate(self._held):
+            if run.task.task_id == task_id and token in (None, run.token):
+                del self._held[i]
+                self._slot_freed.set()  # room to claim one more
+                return True
+        return False
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         handle = asyncio.ensure_future(coro)
@@ -220,6 +241,8 @@ class WorkerPool:
         try:
             outcome, event, final = await self.attempt.run(task, run.token)
             run.submitted = True
+            if self.settings.prefetch:  # a held task may take the slot now
+                self._release(run)
             if await self._submit(outcome):
                 if final.status is TaskStatus.COMPLETED:
                     self.metrics.record(now=final.completed_at or 0.0,
@@ -240,20 +263,27 @@ class WorkerPool:
 
     def _release(self, run: _Run) -> None:
         """Give a run's slot back, once: when its outcome is settled (its coroutine then
-        only fires callbacks), or when it ends without one."""
+        only fires callbacks), with prefetch already when its attempt ends, or when it ends
+        without one. The most urgent held task, if any, takes the slot at once."""
         if not run.released:
             run.released = True
             self._occupied -= 1
+            if self._held and not self._stopping:
+                self._start(self._held.pop(0), self.clock.now())
             self._slot_freed.set()
 
     def _free_slots(self) -> int:
-        """Slots neither held by a run nor promised to a claim in flight: a claim holds the
-        slots it asked for until its tasks are launched, so the fetcher and the flusher
-        never both claim for one slot."""
-        return self.concurrency - self._occupied - self._claiming
+        """Slots (and prefetch places) neither taken by a run or a held task nor promised to
+        a claim in flight: a claim holds what it asked for until its tasks are launched, so
+        the fetcher and the flusher never both claim for one slot."""
+        return (self.concurrency + self.settings.prefetch - self._occupied - len(self._held)
+                - self._claiming)
 
     def cancel_local(self, task_id: str) -> bool:
-        """Stop a running task whose fate was decided elsewhere (cancelled, reclaimed)."""
+        """Stop a running or held task whose fate was decided elsewhere (cancelled,
+        reclaimed)."""
+        if self._drop_held(task_id):
+            return True
         run = self.running.get(task_id)
         if run is None or run.handle is None or run.submitted:
             return False
@@ -363,6 +393,7 @@ class WorkerPool:
         while True:
             await self.clock.sleep(self.settings.renew_every_s)
             leases = {tid: run.token for tid, run in self.running.items() if not run.submitted}
+            leases.update((run.task.task_id, run.token) for run in self._held)
             if not leases:
                 continue
             try:
@@ -372,6 +403,9 @@ class WorkerPool:
                 log.exception("worker %s: lease renewal failed", self.worker_id)
                 continue
             for task_id in lost:
+                if self._drop_held(task_id, leases[task_id]):
+                    log.warning("worker %s: lost the lease of held %s", self.worker_id, task_id)
+                    continue
                 run = self.running.get(task_id)
                 if run is not None and run.token == leases[task_id]:  # not a newer delivery
                     log.warning("worker %s: lost the lease of %s", self.worker_id, task_id)
@@ -393,6 +427,8 @@ class WorkerPool:
         if handles:
             await asyncio.wait(handles, timeout=drain_timeout_s)
         leftovers = [r for r in self.running.values() if not r.submitted and not r.lost]
+        leftovers += self._held  # never started: no run to wait for
+        self._held = []
         for handle in handles:
             handle.cancel()
         await asyncio.gather(*handles, return_exceptions=True)

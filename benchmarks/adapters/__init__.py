@@ -12,6 +12,7 @@ from benchmarks.adapters.base import QueueAdapter
 
 ADAPTERS = {
     "ours": "benchmarks.adapters.ours_adapter:OursAdapter",
+    "ours-prefetch": "benchmarks.adapters.ours_adapter:OursPrefetchAdapter",
     "arq": "benchmarks.adapters.arq_adapter:ArqAdapter",
     "saq": "benchmarks.adapters.saq_adapter:SaqAdapter",
     "taskiq": "benchmarks.adapters.taskiq_adapter:TaskiqAdapter",

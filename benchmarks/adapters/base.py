@@ -27,6 +27,8 @@ class QueueAdapter(ABC):
     worker_module: str = ""
     #: settings that matter for the comparison, as they appear in the docs
     settings_note: str = ""
+    #: the workloads this column runs (None: all); the others' cells stay empty
+    workloads: tuple[str, ...] | None = None
 
     def __init__(self, redis_url: str, name: str) -> None:
         self.redis_url = redis_url

@@ -13,7 +13,7 @@ import inspect
 from typing import Any
 
 from benchmarks.adapters.base import QueueAdapter
-from benchmarks.settings import REQUEST_DATA, REQUEST_TYPE, USER_ID
+from benchmarks.settings import PREFETCH, REQUEST_DATA, REQUEST_TYPE, USER_ID
 
 REQUEST = {"user_id": USER_ID, "request_type": REQUEST_TYPE, "request_data": REQUEST_DATA}
 
@@ -66,3 +66,18 @@ class OursAdapter(QueueAdapter):
         task_ids = await self._client.submit_many([dict(REQUEST) for _ in range(count)])
         if len(task_ids) != count:
             raise RuntimeError(f"submit_many returned {len(task_ids)} ids for {count} requests")
+
+
+class OursPrefetchAdapter(OursAdapter):
+    """Ours with `ProcessorSettings(prefetch=PREFETCH)` in the worker: a column of its own for
+    the workloads where the worker's settings matter, set apart from "ours / best peer"."""
+
+    label = "ours-prefetch"
+    settings_note = (
+        f"as ours, with `ProcessorSettings(prefetch={PREFETCH})` in the worker process "
+        "(priority no longer strict: see `ProcessorSettings.prefetch`)"
+    )
+    workloads = ("noop", "io")
+
+    def worker_argv(self, kind: str, concurrency: int, probe_key: str) -> list[str]:
+        return [*super().worker_argv(kind, concurrency, probe_key), "--prefetch", str(PREFETCH)]

@@ -21,6 +21,7 @@ from benchmarks.workers.common import parse_args, run_until_signalled
 
 def build_processor(args: argparse.Namespace, probe: Probe) -> Any:
     """The worker-side processor: `max_workers` slots, the probe as its AI backend."""
+    from chatroom_async import ProcessorSettings
     from chatroom_async.backend import FunctionBackend
 
     async def chat(request: Any) -> dict:
@@ -28,7 +29,11 @@ def build_processor(args: argparse.Namespace, probe: Probe) -> Any:
         return {"ok": True}
 
     return make_processor(
-        args.redis_url, args.name, max_workers=args.concurrency, backend=FunctionBackend(chat)
+        args.redis_url,
+        args.name,
+        max_workers=args.concurrency,
+        backend=FunctionBackend(chat),
+        settings=ProcessorSettings(prefetch=args.prefetch),
     )
 
 

@@ -1,0 +1,193 @@
+"""`ProcessorSettings(prefetch=N)`: claimed tasks held, leased, started as slots free.
+
+On fakeredis and on the real Redis. The backend here lets each task end only when the test
+says so, so every step is driven by an event, never by time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from chatroom_async import AsyncAIProcessor, ProcessorSettings, TaskPriority
+from tests.conftest import MakeProcessor, wait_until
+
+CHAT = {"user_id": 1, "request_type": "chat_completion", "request_data": {"message": "hi"}}
+
+
+class Turnstile:
+    """A backend whose tasks each end when `finish(task_id)` is called; counts overlap."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.changed = asyncio.Event()
+        self.active = self.peak = 0
+        self._gates: dict[str, asyncio.Event] = {}
+
+    def _gate(self, task_id: str) -> asyncio.Event:
+        return self._gates.setdefault(task_id, asyncio.Event())
+
+    def finish(self, task_id: str) -> None:
+        self._gate(task_id).set()
+
+    async def complete(self, request: Any) -> dict[str, Any]:
+        self.started.append(request.task_id)
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        self.changed.set()
+        try:
+            await self._gate(request.task_id).wait()
+        finally:
+            self.active -= 1
+            self.changed.set()
+        return {"response": request.task_id}
+
+
+def held_ids(proc: AsyncAIProcessor) -> list[str]:
+    assert proc.pool is not None
+    return [run.task.task_id for run in proc.pool._held]
+
+
+def watch_launches(proc: AsyncAIProcessor) -> asyncio.Event:
+    """An event set each time the pool has placed newly claimed tasks (run or held)."""
+    assert proc.pool is not None
+    pool, launched, original = proc.pool, asyncio.Event(), proc.pool._launch
+
+    def launch(claimed: Any, now: float) -> None:
+        original(claimed, now)
+        launched.set()
+
+    pool._launch = launch  # type: ignore[method-assign]
+    return launched
+
+
+def test_prefetch_must_be_a_non_negative_int() -> None:
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="prefetch"):
+            ProcessorSettings(prefetch=bad)  # type: ignore[arg-type]
+    assert ProcessorSettings().prefetch == 0
+
+
+async def test_held_tasks_start_as_slots_free_never_beyond_max_workers(
+        make_processor: MakeProcessor) -> None:
+    client = await make_processor(max_workers=0)
+    ids = [await client.submit_task(**CHAT) for _ in range(8)]
+    backend = Turnstile()
+    worker = await make_processor(max_workers=2, backend=backend, prefetch=3)
+    await wait_until(lambda: len(backend.started) == 2, backend.changed)
+    # Two running and three held, all five leased; three still ready in Redis.
+    assert held_ids(worker) == ids[2:5]
+    stats = await client.get_stats()
+    assert stats["active_tasks_count"] == 5 and stats["current_queue_size"] == 3
+    for task_id in ids:
+        backend.finish(task_id)
+    for task_id in ids:
+        assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+    assert backend.started == ids  # equal priority: submit order, held ones included
+    assert backend.peak == 2
+
+
+async def test_a_held_task_starts_before_the_previous_outcome_is_recorded(
+        make_processor: MakeProcessor) -> None:
+    # The point of holding: no round trip between one task and the next. Recording is
+    # stalled here; the held task must start anyway, and then everything completes.
+    client = await make_processor(max_workers=0)
+    first, second = [await client.submit_task(**CHAT) for _ in range(2)]
+    backend = Turnstile()
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=1)
+    assert worker.queue is not None
+    stall, calls = asyncio.Event(), []
+    record, record_and_claim = worker.queue.finish, worker.queue.finish_and_claim
+
+    async def stalled(original: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(original)
+        await stall.wait()
+        return await original(*args, **kwargs)
+
+    worker.queue.finish = lambda *a, **k: stalled(record, *a, **k)  # type: ignore[method-assign]
+    worker.queue.finish_and_claim = (  # type: ignore[method-assign]
+        lambda *a, **k: stalled(record_and_claim, *a, **k))
+    await wait_until(lambda: backend.started == [first], backend.changed)
+    backend.finish(first)
+    await wait_until(lambda: backend.started == [first, second], backend.changed)
+    assert (await client.get_task_status(first))["status"] == "processing"  # type: ignore[index]
+    stall.set()
+    backend.finish(second)
+    for task_id in (first, second):
+        assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+    assert calls  # the outcomes did go through the stalled calls
+
+
+async def test_a_more_urgent_task_claimed_later_goes_ahead_of_held_ones(
+        make_processor: MakeProcessor) -> None:
+    # Strict priority would run u right after a. With prefetch it waits behind b, which
+    # was already held when u was submitted (the documented price), but ahead of c.
+    client = await make_processor(max_workers=0)
+    a, b, c = [await client.submit_task(**CHAT) for _ in range(3)]
+    backend = Turnstile()
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=2)
+    launched = watch_launches(worker)
+    await wait_until(lambda: backend.started == [a], backend.changed)
+    assert held_ids(worker) == [b, c]
+    u = await client.submit_task(**CHAT, priority=TaskPriority.URGENT)
+    backend.finish(a)  # b starts at once; recording a claims u for the free place
+    await wait_until(lambda: held_ids(worker) == [u, c], launched)
+    assert backend.started == [a, b]
+    for task_id in (b, u, c):
+        backend.finish(task_id)
+    for task_id in (b, u, c):
+        assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+    assert backend.started == [a, b, u, c]
+
+
+async def test_held_tasks_are_renewed_cancelled_and_handed_back_on_stop(
+        make_processor: MakeProcessor) -> None:
+    client = await make_processor(max_workers=0)
+    a, b, c = [await client.submit_task(**CHAT) for _ in range(3)]
+    backend = Turnstile()
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=2, lease_s=0.6)
+    assert worker.queue is not None
+    renewed, original = asyncio.Event(), worker.queue.renew
+    renewals: list[set[str]] = []
+
+    async def counting_renew(leases: Any, deadline: float) -> list[str]:
+        lost = await original(leases, deadline)
+        renewals.append({task_id for task_id, _ in leases})
+        renewed.set()
+        return lost
+
+    worker.queue.renew = counting_renew  # type: ignore[method-assign]
+    await wait_until(lambda: backend.started == [a], backend.changed)
+    assert held_ids(worker) == [b, c]
+    assert worker.pool is not None
+    cancelled, cancel_local = asyncio.Event(), worker.pool.cancel_local
+    answers: list[bool] = []
+
+    def cancel_and_tell(task_id: str) -> bool:
+        answers.append(cancel_local(task_id))
+        cancelled.set()
+        return answers[-1]
+
+    worker.pool.cancel_local = cancel_and_tell  # type: ignore[method-assign]
+    assert await client.cancel_task(b) is True  # reaches the worker over pub/sub
+    await wait_until(lambda: bool(answers), cancelled)
+    assert answers == [True] and held_ids(worker) == [c]
+
+    # Three renewals span more than the 0.6 s lease: had c's lease lapsed, the idle worker
+    # started meanwhile would have reclaimed and run it.
+    other = Turnstile()
+    await make_processor(max_workers=2, backend=other, lease_s=0.6)
+    await wait_until(lambda: len(renewals) >= 3 and b not in renewals[-1], renewed)
+    assert renewals[-1] == {a, c} and held_ids(worker) == [c]
+    assert other.started == []
+
+    await worker.stop(drain_timeout_s=0.05)  # a is cut short; both go back to the queue
+    await wait_until(lambda: sorted(other.started) == sorted([a, c]), other.changed)
+    for task_id in (a, c):
+        other.finish(task_id)
+        final = await client.wait_for_task(task_id, timeout=10)
+        assert final["status"] == "completed" and final["deliveries"] == 1  # handed back
+    assert (await client.get_task_status(b))["status"] == "cancelled"  # type: ignore[index]
+    assert backend.started == [a] and b not in other.started
