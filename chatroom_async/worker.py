@@ -15,8 +15,10 @@ fetcher and the flusher both claim, and neither may claim for a slot the other i
 
 With `prefetch` N > 0 the pool also holds up to N claimed, leased tasks that have no slot
 yet, most urgent first; a run then frees its slot as soon as its attempt ends, and the next
-held task starts in that moment instead of one claim round trip later. The holds are
-renewed with the runs' leases, dropped when cancelled, and handed back on stop.
+held task starts in that moment instead of one claim round trip later. Claims are bounded
+by places, not slots: a run keeps its place until its outcome is settled, so runs, held
+tasks and outcomes waiting to be recorded together never exceed N + the concurrency. The
+holds are renewed with the runs' leases, dropped when cancelled, and handed back on stop.
 """
 
 from __future__ import annotations
@@ -58,8 +60,10 @@ class _Run:
     token: str
     handle: asyncio.Task[None] | None = None
     submitted: bool = False  # its outcome went to the flusher
-    released: bool = False  # its slot is free again: outcome settled, or the run ended
+    released: bool = False  # its slot is free: the attempt ended (prefetch), or as below
+    settled: bool = False  # its place is free: outcome settled, or the run ended
     lost: bool = False  # cancelled elsewhere or lease lost: record nothing, release nothing
+    held: bool = False  # waited for a slot after its claim (prefetch)
 
 
 class WorkerPool:
@@ -85,7 +89,8 @@ class WorkerPool:
         self.worker_id = worker_id
         self.running: dict[str, _Run] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # every run's task until it ends
-        self._occupied = 0  # runs holding a slot (see `_release`)
+        self._occupied = 0  # runs holding a slot, i.e. running an attempt (see `_release`)
+        self._placed = 0  # runs holding a place: not yet settled (see `_settle`)
         self._claiming = 0  # slots that claims still in flight may fill
         self._held: list[_Run] = []  # prefetched, leased, not started; most urgent first
         self._slot_freed = asyncio.Event()
@@ -163,10 +168,23 @@ class WorkerPool:
                 self._reject_corrupt(c, str(exc), now)
                 continue
             run = _Run(task, c.token)
-            if self._occupied < self.concurrency:
+            self._supersede(task.task_id)
+            if self._occupied < self.concurrency and not self._stopping:
                 self._start(run, now)
-            else:  # only with prefetch: claims never ask for more than slots plus holds
+            else:  # with prefetch, or while stopping (stop() hands these back)
+                run.held = True
                 bisect.insort(self._held, run, key=lambda r: -r.task.priority)
+
+    def _supersede(self, task_id: str) -> None:
+        """A task claimed again lost its earlier lease: an earlier delivery still held here
+        is dropped, one still running stops (its slot frees when it has); neither can
+        record anything now."""
+        self._drop_held(task_id)
+        earlier = self.running.get(task_id)
+        if earlier is not None and not earlier.submitted:
+            earlier.lost = True
+            if earlier.handle is not None:
+                earlier.handle.cancel()
 
     def _start(self, run: _Run, now: float) -> None:
         run.task.started_at = now
@@ -176,26 +194,21 @@ class WorkerPool:
             # "started" before anything later about the task, and the runs do not wait.
             self._announce.append(event_json("task_started", run.task))
             self._outbox_ready.set()
-        earlier = self.running.get(run.task.task_id)
-        if earlier is not None and not earlier.submitted:
-            # Its lease expired and the task came back here: the earlier run can no
-            # longer record anything, so it stops (its slot frees when it has).
-            earlier.lost = True
-            if earlier.handle is not None:
-                earlier.handle.cancel()
         self.running[run.task.task_id] = run
         self._occupied += 1
+        self._placed += 1
         run.handle = asyncio.create_task(self._run(run), name=f"task:{run.task.task_id}")
         self._tasks.add(run.handle)
         run.handle.add_done_callback(self._tasks.discard)
         run.handle.add_done_callback(functools.partial(self._run_ended, run))
 
     def _drop_held(self, task_id: str, token: str | None = None) -> bool:
-        """Forget a held task (cancelled, or its lease lost); True if it was held."""
+        """Forget a held task (cancelled, superseded, or its lease lost); True if it was
+        held. Its place is claimed again with the next outcomes recorded."""
         for i, run in enumerate(self._held):
             if run.task.task_id == task_id and token in (None, run.token):
                 del self._held[i]
-                self._slot_freed.set()  # room to claim one more
+                self._slot_freed.set()  # if nothing else is held, the fetcher claims
                 return True
         return False
 
@@ -240,6 +253,8 @@ class WorkerPool:
         self.bus.fire("task_started", task)  # here, not at launch: after earlier runs' events
         try:
             outcome, event, final = await self.attempt.run(task, run.token)
+            if run.held:  # the record has the claim's time; this is when it really started
+                outcome.fields["started_at"] = repr(task.started_at)
             run.submitted = True
             if self.settings.prefetch:  # a held task may take the slot now
                 self._release(run)
@@ -259,12 +274,11 @@ class WorkerPool:
         before its first step (which never enters `_run`'s body)."""
         if self.running.get(run.task.task_id) is run:  # not a later delivery of the task
             del self.running[run.task.task_id]
-        self._release(run)
+        self._settle(run)
 
     def _release(self, run: _Run) -> None:
-        """Give a run's slot back, once: when its outcome is settled (its coroutine then
-        only fires callbacks), with prefetch already when its attempt ends, or when it ends
-        without one. The most urgent held task, if any, takes the slot at once."""
+        """Give a run's slot back, once: with prefetch when its attempt ends, else when it
+        settles. The most urgent held task, if any, takes the slot at once."""
         if not run.released:
             run.released = True
             self._occupied -= 1
@@ -272,11 +286,20 @@ class WorkerPool:
                 self._start(self._held.pop(0), self.clock.now())
             self._slot_freed.set()
 
+    def _settle(self, run: _Run) -> None:
+        """Give a run's place (and slot) back, once: when its outcome is settled (its
+        coroutine then only fires callbacks), or when it ends without one."""
+        if not run.settled:
+            run.settled = True
+            self._placed -= 1
+            self._release(run)
+            self._slot_freed.set()
+
     def _free_slots(self) -> int:
-        """Slots (and prefetch places) neither taken by a run or a held task nor promised to
-        a claim in flight: a claim holds what it asked for until its tasks are launched, so
-        the fetcher and the flusher never both claim for one slot."""
-        return (self.concurrency + self.settings.prefetch - self._occupied - len(self._held)
+        """Places neither taken by an unsettled run or a held task nor promised to a claim in
+        flight: a claim holds what it asked for until its tasks are launched, so the
+        fetcher and the flusher never both claim for one place."""
+        return (self.concurrency + self.settings.prefetch - self._placed - len(self._held)
                 - self._claiming)
 
     def cancel_local(self, task_id: str) -> bool:
@@ -325,7 +348,7 @@ class WorkerPool:
             for (outcome, fut), ok in zip(batch, recorded, strict=True):
                 run = self._run_of(outcome)
                 if run is not None:
-                    self._release(run)
+                    self._settle(run)
                 if not fut.done():
                     fut.set_result(ok)
             if claimed is not None:  # after the finished runs are woken: events stay in order
@@ -339,9 +362,9 @@ class WorkerPool:
             log.error("worker %s: could not publish started events: %r", self.worker_id, exc)
 
     def _run_of(self, outcome: Outcome) -> _Run | None:
-        """The run this outcome ends, if it still holds its slot."""
+        """The run this outcome ends, if it still holds its place."""
         run = self.running.get(outcome.task_id)
-        if run is None or run.token != outcome.token or run.released:
+        if run is None or run.token != outcome.token or run.settled:
             return None
         return run
 
@@ -423,12 +446,14 @@ class WorkerPool:
         fetch, renew, flush = self._loops
         self._slot_freed.set()
         await asyncio.gather(fetch, return_exceptions=True)
+        # Held tasks will not start now (nothing claims any more): back to the queue at once.
+        held, self._held = self._held, []
+        early = await self._quietly("hand back held tasks", self.queue.release(
+            [(r.task.task_id, r.token) for r in held])) if held else 0
         handles = list(self._tasks)
         if handles:
             await asyncio.wait(handles, timeout=drain_timeout_s)
         leftovers = [r for r in self.running.values() if not r.submitted and not r.lost]
-        leftovers += self._held  # never started: no run to wait for
-        self._held = []
         for handle in handles:
             handle.cancel()
         await asyncio.gather(*handles, return_exceptions=True)
@@ -441,7 +466,7 @@ class WorkerPool:
         await asyncio.gather(renew, flush, *self._side_tasks, return_exceptions=True)
         await self._quietly("clean up", self.queue.redis.delete(
             self.queue.keys.control(self.worker_id)))
-        return int(released or 0)
+        return int(early or 0) + int(released or 0)
 
     async def _quietly(self, what: str, call: Awaitable[Any]) -> Any:
         """Await a best-effort step of stop(): log a failure instead of raising it."""

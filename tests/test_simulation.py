@@ -141,6 +141,16 @@ def test_a_streamed_run_records_the_ttft_of_every_completed_task() -> None:
     assert 0 < report.ttft["backend"]["max"] <= report.service_time["max"]
 
 
+def test_prefetch_runs_in_virtual_time_within_the_concurrency(
+        small_report: SimulationReport) -> None:
+    held = ProcessorSettings(stream=False, publish_events=False, prefetch=5)
+    config = dataclasses.replace(SMALL, settings=held)
+    report = simulate(config)
+    assert report == simulate(config)  # deterministic with held tasks too
+    assert report.totals["unfinished"] == 0 and report != small_report
+    assert max(report.series["in_flight"]) <= 20  # held tasks are not running
+
+
 def test_the_time_series_add_up(small_report: SimulationReport) -> None:
     s = small_report.series
     step = s["t"][0]
