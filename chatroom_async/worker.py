@@ -9,27 +9,21 @@ pool is full, claims new tasks for the freed slots in the same call. Events abou
 leave this process in order: "started" goes out in the message of the call that records
 the task's end, ahead of it, or in a message before it.
 
-A slot is held by a run from its launch until its outcome is settled (or the run ends),
-and by a claim in flight for as many tasks as it asked for, until they are launched: the
-fetcher and the flusher both claim, and neither may claim for a slot the other is filling.
-
-With `prefetch` N > 0 the pool also holds up to N claimed, leased tasks that have no slot
-yet, most urgent first; a run then frees its slot as soon as its attempt ends, and the next
-held task starts in that moment instead of one claim round trip later. Claims are bounded
-by places, not slots: a run keeps its place until its outcome is settled, so runs, held
-tasks and outcomes waiting to be recorded together never exceed N + the concurrency. The
-holds are renewed with the runs' leases, dropped when cancelled, and handed back on stop.
+Slots and places are counted by a `SlotLedger` (`slots.py`): the fetcher and the flusher
+both claim, and neither may claim for a place the other is filling. With `prefetch` N > 0
+the pool also holds up to N claimed, leased tasks, most urgent first; a run then frees its
+slot as soon as its attempt ends, and the next held task starts in that moment instead of
+one claim round trip later, while the run keeps its place until its outcome is recorded.
+The holds are renewed with the runs' leases, dropped when cancelled, handed back on stop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import functools
 import logging
 import random
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,6 +36,7 @@ from .metrics import LocalMetrics
 from .queue import Claimed, ClaimResult, Outcome, TaskQueue
 from .records import task_from_record, task_from_spec
 from .settings import ProcessorSettings
+from .slots import Run, SlotLedger
 from .task import AITask, TaskStatus
 
 log = logging.getLogger("chatroom_async.worker")
@@ -52,18 +47,6 @@ log = logging.getLogger("chatroom_async.worker")
 # no better at 5; no-op throughput fell from ~10,000/s to ~7,200/s at 10 (batches that
 # grow within a flush kept the throughput but lost the efficiency).
 _MAX_FINISH_BATCH = 10
-
-
-@dataclass(slots=True)
-class _Run:
-    task: AITask
-    token: str
-    handle: asyncio.Task[None] | None = None
-    submitted: bool = False  # its outcome went to the flusher
-    released: bool = False  # its slot is free: the attempt ended (prefetch), or as below
-    settled: bool = False  # its place is free: outcome settled, or the run ended
-    lost: bool = False  # cancelled elsewhere or lease lost: record nothing, release nothing
-    held: bool = False  # waited for a slot after its claim (prefetch)
 
 
 class WorkerPool:
@@ -87,13 +70,9 @@ class WorkerPool:
         self.settings, self.clock, self.metrics = settings, clock, metrics
         self.concurrency = concurrency
         self.worker_id = worker_id
-        self.running: dict[str, _Run] = {}
+        self.running: dict[str, Run] = {}
+        self.slots = SlotLedger(concurrency, settings.prefetch)
         self._tasks: set[asyncio.Task[None]] = set()  # every run's task until it ends
-        self._occupied = 0  # runs holding a slot, i.e. running an attempt (see `_release`)
-        self._placed = 0  # runs holding a place: not yet settled (see `_settle`)
-        self._claiming = 0  # slots that claims still in flight may fill
-        self._held: list[_Run] = []  # prefetched, leased, not started; most urgent first
-        self._slot_freed = asyncio.Event()
         self._outbox: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._outbox_ready = asyncio.Event()
         self._announce: list[str] = []  # "started" events for the flusher to publish
@@ -115,14 +94,14 @@ class WorkerPool:
     # -- claiming --------------------------------------------------------------------------
     async def _fetch_loop(self) -> None:
         while not self._stopping:
-            free = self._free_slots()
+            free = self.slots.free()
             # While tasks are held every slot is busy: the flusher tops the holds up with
             # the outcomes of the runs, and the fetcher waits.
-            if free <= 0 or self._held:
-                self._slot_freed.clear()
-                self._full = True  # the flusher claims for the slots it frees
+            if free <= 0 or self.slots.held:
+                self.slots.freed.clear()
+                self._full = True  # the flusher claims for the places it frees
                 try:
-                    await self._slot_freed.wait()
+                    await self.slots.freed.wait()
                 finally:
                     self._full = False
                 continue
@@ -134,13 +113,10 @@ class WorkerPool:
 
     async def _fetch_once(self, free: int) -> None:
         now = self.clock.now()
-        self._claiming += free
-        try:
+        with self.slots.claim(free):
             result = await self.queue.claim(now=now, lease_s=self.settings.lease_s,
                                             max_count=free, worker_id=self.worker_id,
                                             extra_deliveries=self.settings.extra_deliveries)
-        finally:
-            self._claiming -= free
         self._swept(now, result.next_due)
         self._launch(result.claimed, now)  # before any await: the slots stay accounted for
         for task_id in result.dead:
@@ -167,26 +143,25 @@ class WorkerPool:
             except ValueError as exc:
                 self._reject_corrupt(c, str(exc), now)
                 continue
-            run = _Run(task, c.token)
+            run = Run(task, c.token)
             self._supersede(task.task_id)
-            if self._occupied < self.concurrency and not self._stopping:
+            if self.slots.slot_open() and not self._stopping:
                 self._start(run, now)
             else:  # with prefetch, or while stopping (stop() hands these back)
-                run.held = True
-                bisect.insort(self._held, run, key=lambda r: -r.task.priority)
+                self.slots.hold(run)
 
     def _supersede(self, task_id: str) -> None:
         """A task claimed again lost its earlier lease: an earlier delivery still held here
         is dropped, one still running stops (its slot frees when it has); neither can
         record anything now."""
-        self._drop_held(task_id)
+        self.slots.drop_held(task_id)
         earlier = self.running.get(task_id)
         if earlier is not None and not earlier.submitted:
             earlier.lost = True
             if earlier.handle is not None:
                 earlier.handle.cancel()
 
-    def _start(self, run: _Run, now: float) -> None:
+    def _start(self, run: Run, now: float) -> None:
         run.task.started_at = now
         if self.settings.publish_events:
             # Sent by the flusher, with the next batch of outcomes (in the same message,
@@ -195,22 +170,11 @@ class WorkerPool:
             self._announce.append(event_json("task_started", run.task))
             self._outbox_ready.set()
         self.running[run.task.task_id] = run
-        self._occupied += 1
-        self._placed += 1
+        self.slots.occupy()
         run.handle = asyncio.create_task(self._run(run), name=f"task:{run.task.task_id}")
         self._tasks.add(run.handle)
         run.handle.add_done_callback(self._tasks.discard)
         run.handle.add_done_callback(functools.partial(self._run_ended, run))
-
-    def _drop_held(self, task_id: str, token: str | None = None) -> bool:
-        """Forget a held task (cancelled, superseded, or its lease lost); True if it was
-        held. Its place is claimed again with the next outcomes recorded."""
-        for i, run in enumerate(self._held):
-            if run.task.task_id == task_id and token in (None, run.token):
-                del self._held[i]
-                self._slot_freed.set()  # if nothing else is held, the fetcher claims
-                return True
-        return False
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         handle = asyncio.ensure_future(coro)
@@ -248,7 +212,7 @@ class WorkerPool:
                     message_json(self.bus.origin, [event_json("task_failed", task)]))
 
     # -- running ---------------------------------------------------------------------------
-    async def _run(self, run: _Run) -> None:
+    async def _run(self, run: Run) -> None:
         task = run.task
         self.bus.fire("task_started", task)  # here, not at launch: after earlier runs' events
         try:
@@ -269,43 +233,31 @@ class WorkerPool:
         except Exception:
             log.exception("worker %s: task %s crashed the attempt", self.worker_id, task.task_id)
 
-    def _run_ended(self, run: _Run, _: asyncio.Task[None]) -> None:
+    def _run_ended(self, run: Run, _: asyncio.Task[None]) -> None:
         """A run's task is done: a done callback, so that it also runs for a task cancelled
         before its first step (which never enters `_run`'s body)."""
         if self.running.get(run.task.task_id) is run:  # not a later delivery of the task
             del self.running[run.task.task_id]
         self._settle(run)
 
-    def _release(self, run: _Run) -> None:
+    def _release(self, run: Run) -> None:
         """Give a run's slot back, once: with prefetch when its attempt ends, else when it
         settles. The most urgent held task, if any, takes the slot at once."""
-        if not run.released:
-            run.released = True
-            self._occupied -= 1
-            if self._held and not self._stopping:
-                self._start(self._held.pop(0), self.clock.now())
-            self._slot_freed.set()
+        if self.slots.release(run) and not self._stopping:
+            held = self.slots.next_held()
+            if held is not None:
+                self._start(held, self.clock.now())
 
-    def _settle(self, run: _Run) -> None:
-        """Give a run's place (and slot) back, once: when its outcome is settled (its
+    def _settle(self, run: Run) -> None:
+        """Give a run's place and slot back, once: when its outcome is settled (its
         coroutine then only fires callbacks), or when it ends without one."""
-        if not run.settled:
-            run.settled = True
-            self._placed -= 1
+        if self.slots.settle(run):
             self._release(run)
-            self._slot_freed.set()
-
-    def _free_slots(self) -> int:
-        """Places neither taken by an unsettled run or a held task nor promised to a claim in
-        flight: a claim holds what it asked for until its tasks are launched, so the
-        fetcher and the flusher never both claim for one place."""
-        return (self.concurrency + self.settings.prefetch - self._placed - len(self._held)
-                - self._claiming)
 
     def cancel_local(self, task_id: str) -> bool:
         """Stop a running or held task whose fate was decided elsewhere (cancelled,
         reclaimed)."""
-        if self._drop_held(task_id):
+        if self.slots.drop_held(task_id):
             return True
         run = self.running.get(task_id)
         if run is None or run.handle is None or run.submitted:
@@ -361,7 +313,7 @@ class WorkerPool:
         except Exception as exc:  # events are best effort; the records are the truth
             log.error("worker %s: could not publish started events: %r", self.worker_id, exc)
 
-    def _run_of(self, outcome: Outcome) -> _Run | None:
+    def _run_of(self, outcome: Outcome) -> Run | None:
         """The run this outcome ends, if it still holds its place."""
         run = self.running.get(outcome.task_id)
         if run is None or run.token != outcome.token or run.settled:
@@ -371,26 +323,22 @@ class WorkerPool:
     async def _record(self, outcomes: list[Outcome], now: float,
                       started: list[str]) -> tuple[list[bool], ClaimResult | None]:
         """Record a batch (publishing `started` events ahead of its own); when the pool is
-        full, claim for the freed slots in the same call."""
+        full, claim for the freed places in the same call."""
         publish = self.settings.publish_events
         freeing = sum(1 for o in outcomes if self._run_of(o) is not None)
-        slots = self._free_slots() + freeing
+        places = self.slots.free() + freeing
         for o in outcomes:  # our own retries: sweep when the first of them is due
             if o.due is not None:
                 self._sweep_at = min(self._sweep_at, o.due)
-        if not (self._full and not self._stopping and slots > 0):
+        if not (self._full and not self._stopping and places > 0):
             return await self.queue.finish(outcomes, origin=self.bus.origin,
                                            publish=publish, started=started), None
         sweep = now >= self._sweep_at
-        self._claiming += slots  # released just before _flush launches what came back
-        try:
+        with self.slots.claim(places):  # until just before _flush places what came back
             recorded, result = await self.queue.finish_and_claim(
                 outcomes, origin=self.bus.origin, publish=publish, now=now,
-                lease_s=self.settings.lease_s, max_count=slots, worker_id=self.worker_id,
+                lease_s=self.settings.lease_s, max_count=places, worker_id=self.worker_id,
                 extra_deliveries=self.settings.extra_deliveries, sweep=sweep, started=started)
-        finally:
-            self._claiming -= slots
-            self._slot_freed.set()  # fewer may have come back than asked for: look again
         if sweep:
             self._swept(now, result.next_due)
         return recorded, result
@@ -416,7 +364,7 @@ class WorkerPool:
         while True:
             await self.clock.sleep(self.settings.renew_every_s)
             leases = {tid: run.token for tid, run in self.running.items() if not run.submitted}
-            leases.update((run.task.task_id, run.token) for run in self._held)
+            leases.update((run.task.task_id, run.token) for run in self.slots.held)
             if not leases:
                 continue
             try:
@@ -426,7 +374,7 @@ class WorkerPool:
                 log.exception("worker %s: lease renewal failed", self.worker_id)
                 continue
             for task_id in lost:
-                if self._drop_held(task_id, leases[task_id]):
+                if self.slots.drop_held(task_id, leases[task_id]):
                     log.warning("worker %s: lost the lease of held %s", self.worker_id, task_id)
                     continue
                 run = self.running.get(task_id)
@@ -444,10 +392,10 @@ class WorkerPool:
         self._stopping = True
         await self._quietly("wake the fetcher", self.queue.poke(self.worker_id))
         fetch, renew, flush = self._loops
-        self._slot_freed.set()
+        self.slots.freed.set()
         await asyncio.gather(fetch, return_exceptions=True)
         # Held tasks will not start now (nothing claims any more): back to the queue at once.
-        held, self._held = self._held, []
+        held = self.slots.take_held()
         early = await self._quietly("hand back held tasks", self.queue.release(
             [(r.task.task_id, r.token) for r in held])) if held else 0
         handles = list(self._tasks)

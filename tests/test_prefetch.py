@@ -47,7 +47,7 @@ class Turnstile:
 
 def held_ids(proc: AsyncAIProcessor) -> list[str]:
     assert proc.pool is not None
-    return [run.task.task_id for run in proc.pool._held]
+    return [run.task.task_id for run in proc.pool.slots.held]
 
 
 def watch_launches(proc: AsyncAIProcessor) -> asyncio.Event:
@@ -121,7 +121,7 @@ async def test_outcomes_waiting_to_be_recorded_keep_their_places(
     await wait_until(lambda: len(done) >= 3 and bool(calls), ended)
     stats = await client.get_stats()
     assert len(done) == 3 and stats["current_queue_size"] == 7
-    assert worker.pool._free_slots() <= 0  # the stalled call has promised the 3 places
+    assert worker.pool.slots.free() <= 0  # the stalled call has promised the 3 places
     stall.set()
     for task_id in ids:
         assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
