@@ -108,7 +108,6 @@ async def run_workloads(
             report["samples"][name] = runs
             report["foreign_cpu_percent"][name] = foreign
             say(f"[{adapter_cls.label}] {name} done in {time.monotonic() - began:.1f} s")
-    _warn_if_noisy(ctx, adapter_cls.label, report["foreign_cpu_percent"])
     return report
 
 
@@ -145,15 +144,16 @@ def median_figures(runs: list[dict]) -> dict:
     return medians
 
 
-def _warn_if_noisy(ctx: RunContext, label: str, foreign: dict[str, list[float]]) -> None:
-    """One note naming the workloads during which other programs took CPU."""
+def noise_note(label: str, foreign: dict[str, list[float]]) -> str | None:
+    """A note naming the workloads during which other programs took CPU, if any did."""
     noisy = {name: max(v) for name, v in foreign.items() if max(v, default=0.0) > NOISY_PERCENT}
-    if noisy:
-        listed = ", ".join(f"{name} {worst:.0f}%" for name, worst in noisy.items())
-        ctx.notes.append(
-            f"{label}: other programs used CPU during {listed} (worst run, share of all "
-            "CPUs); those figures may be low"
-        )
+    if not noisy:
+        return None
+    listed = ", ".join(f"{name} {worst:.0f}%" for name, worst in noisy.items())
+    return (
+        f"{label}: other programs used CPU during {listed} (worst run, share of all "
+        "CPUs); those figures may be low"
+    )
 
 
 async def local_redis_pid(client: aioredis.Redis) -> int | None:

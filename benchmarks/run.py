@@ -4,8 +4,11 @@
     python -m benchmarks.run --tasks 1000         # smoke run (under a minute)
     python -m benchmarks.run --queues arq,saq --workloads noop,latency --json out.json
 
-Each queue runs in its own driver process (`benchmarks.driver`), the peers under their own
-virtualenvs (`benchmarks.envs`, built on first use), ours under this interpreter. Progress
+Each queue runs in driver processes of its own (`benchmarks.driver`), the peers under their
+own virtualenvs (`benchmarks.envs`, built on first use), ours under this interpreter. The
+queues take turns: one driver per queue, workload and repeat, in the order repeat, workload,
+queue, so that a machine whose speed drifts during the run (a shared VM) drifts for every
+queue alike; the medians are taken over the repeats. Progress
 goes to stderr, the table to stdout. A queue whose adapter cannot be imported or cannot
 connect is skipped with a message; a workload that fails for one queue shows "err" and the
 run goes on. Every key the run creates contains its run id and is deleted at the end
@@ -28,7 +31,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`
 
 import redis.asyncio as aioredis
 
-from benchmarks.driver import RESULT_PREFIX
+from benchmarks.driver import RESULT_PREFIX, SINGLE_RUN, median_figures, noise_note
 from benchmarks.envs import ensure_env
 from benchmarks.redis_tools import delete_matching
 from benchmarks.report import Results, machine_info, plot_title, table, write_json, write_plot
@@ -109,8 +112,9 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_driver(args: argparse.Namespace, queue: str, run_id: str) -> dict:
-    """One driver process for `queue`; its report, or a "skipped" report if it broke."""
+def run_driver(args: argparse.Namespace, queue: str, run_id: str, workload: str) -> dict:
+    """One driver process for one workload of `queue`, run once; its report, or a
+    "skipped" report if it broke."""
     try:
         python = sys.executable if args.same_python else str(ensure_env(queue, say))
     except (OSError, subprocess.CalledProcessError) as exc:
@@ -128,9 +132,9 @@ def run_driver(args: argparse.Namespace, queue: str, run_id: str) -> dict:
         "--tasks",
         str(args.tasks),
         "--workloads",
-        ",".join(args.workloads),
+        workload,
         "--repeat",
-        str(args.repeat),
+        "1",
     ]
     env = {
         **os.environ,
@@ -143,6 +147,35 @@ def run_driver(args: argparse.Namespace, queue: str, run_id: str) -> dict:
         if line.startswith(RESULT_PREFIX):
             return json.loads(line[len(RESULT_PREFIX) :])
     return {"queue": queue, "skipped": f"the driver exited with {done.returncode} and no report"}
+
+
+def merge(reports: list[dict]) -> dict:
+    """One queue's driver reports (one per workload and repeat) as one report: samples
+    joined per workload, figures the medians over them; skipped if its first driver was."""
+    first = reports[0]
+    if "skipped" in first:
+        return first
+    merged: dict = {k: first.get(k) for k in ("queue", "python", "versions", "settings")}
+    merged |= {"figures": {}, "errors": {}, "samples": {}, "foreign_cpu_percent": {}}
+    notes: list[str] = []
+    warnings: list[str] = []
+    for report in reports:
+        for workload, runs in report.get("samples", {}).items():
+            merged["samples"].setdefault(workload, []).extend(runs)
+        for workload, shares in report.get("foreign_cpu_percent", {}).items():
+            merged["foreign_cpu_percent"].setdefault(workload, []).extend(shares)
+        for key, why in report.get("errors", {}).items():
+            merged["errors"].setdefault(key, why)
+        if "skipped" in report:
+            merged["errors"].setdefault("driver", report["skipped"])
+        notes += [n for n in report.get("notes", []) if n not in notes]
+        warnings += [w for w in report.get("dependency_warnings", []) if w not in warnings]
+    for runs in merged["samples"].values():
+        merged["figures"].update(median_figures(runs))
+    noisy = noise_note(merged["queue"], merged["foreign_cpu_percent"])
+    merged["notes"] = notes + ([noisy] if noisy else [])
+    merged["dependency_warnings"] = warnings
+    return merged
 
 
 def collect(results: Results, report: dict) -> None:
@@ -177,16 +210,26 @@ async def sweep(url: str, fragment: str) -> int:
 
 
 def run_all(args: argparse.Namespace) -> tuple[Results, dict]:
-    """All drivers, one after another; then a final sweep of the run's keys."""
+    """All drivers, one after another, queues taking turns; then a final sweep of the run's
+    keys."""
     run_id = new_run_id()
     say(
         f"run {run_id}: {args.redis_url}, queues {','.join(args.queues)}, "
         f"workloads {','.join(args.workloads)}, {args.tasks} tasks"
     )
     results, reports = Results(queues=list(args.queues)), {}
+    per_queue: dict[str, list[dict]] = {queue: [] for queue in args.queues}
     try:
-        for queue in args.queues:
-            reports[queue] = run_driver(args, queue, run_id)
+        for repeat in range(args.repeat):
+            for workload in args.workloads:
+                if repeat and workload in SINGLE_RUN:
+                    continue
+                for queue, done in per_queue.items():
+                    if done and "skipped" in done[0]:
+                        continue  # its adapter does not work: tried once is enough
+                    done.append(run_driver(args, queue, run_id, workload))
+        for queue, done in per_queue.items():
+            reports[queue] = merge(done)
             collect(results, reports[queue])
     finally:
         leftover = asyncio.run(sweep(args.redis_url, run_id))
