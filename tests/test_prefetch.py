@@ -231,3 +231,40 @@ async def test_held_tasks_are_renewed_cancelled_and_handed_back_on_stop(
         assert final["status"] == "completed" and final["deliveries"] == 1  # handed back
     assert (await client.get_task_status(b))["status"] == "cancelled"  # type: ignore[index]
     assert backend.started == [a] and b not in other.started
+
+
+async def test_a_held_task_whose_lease_was_lost_is_dropped_not_run(
+        make_processor: MakeProcessor) -> None:
+    # The worker's renewals leave out the held task h until `include` is set, so h's lease
+    # lapses and another worker reclaims and runs it. The next full renewal hears that h is
+    # lost: the first worker must drop h, not run it when its slot frees.
+    client = await make_processor(max_workers=0)
+    r, h = [await client.submit_task(**CHAT) for _ in range(2)]
+    first = Turnstile()
+    worker = await make_processor(max_workers=1, backend=first, prefetch=1, lease_s=1.0)
+    assert worker.queue is not None
+    include, renewed, original = asyncio.Event(), asyncio.Event(), worker.queue.renew
+    lost_seen: list[str] = []
+
+    async def renew_without_h(leases: Any, deadline: float) -> list[str]:
+        sent = leases if include.is_set() else [(t, k) for t, k in leases if t != h]
+        lost = await original(sent, deadline)
+        lost_seen.extend(lost)
+        renewed.set()
+        return lost
+
+    worker.queue.renew = renew_without_h  # type: ignore[method-assign]
+    await wait_until(lambda: first.started == [r], first.changed)
+    assert held_ids(worker) == [h]
+    other = Turnstile()
+    await make_processor(max_workers=1, backend=other, lease_s=1.0)
+    await wait_until(lambda: other.started == [h], other.changed)  # reclaimed once lapsed
+    include.set()
+    await wait_until(lambda: h in lost_seen, renewed)
+    assert held_ids(worker) == []
+    first.finish(r)
+    other.finish(h)
+    for task_id in (r, h):
+        assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+    assert first.started == [r] and other.started == [h]
+    assert (await client.get_task_status(h))["deliveries"] == 2  # type: ignore[index]
