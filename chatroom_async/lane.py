@@ -19,6 +19,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
@@ -56,6 +58,26 @@ def pack_command(*args: object, native: bool = True) -> bytes:
 
 async def _nothing() -> None:
     return None
+
+
+def without_retries(client: Redis) -> Redis | None:
+    """A client over a new pool with `client`'s settings that never sends a command twice;
+    None if `client` already does not.
+
+    `Redis(host=...)` retries a command up to 10 times after a connection error, also one
+    the server may already have run. For the queue's scripts that is not safe: a submit run
+    twice reports its own id as taken, a cancel run twice says it cancelled nothing, a claim
+    run twice takes leases nobody uses. `Redis.from_url(...)` and fakeredis clients do not
+    retry and are used as they are. The new client is its user's to close.
+    """
+    pool = client.connection_pool
+    retry = pool.connection_kwargs.get("retry")
+    if retry is None or retry.get_retries() == 0:
+        return None
+    kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
+    own_pool = type(pool)(connection_class=pool.connection_class,
+                          max_connections=pool.max_connections, **kwargs)
+    return Redis.from_pool(own_pool)  # closing the client closes this pool
 
 
 class Lane:

@@ -27,6 +27,7 @@ from .clock import Clock, SystemClock
 from .errors import ProcessorError, TaskNotFoundError, TaskWaitTimeout, ValidationError
 from .events import EventBus, event_json, message_json
 from .keys import Keys
+from .lane import without_retries
 from .metrics import LocalMetrics
 from .queue import TaskQueue
 from .records import spec_json, status_dict, task_from_record
@@ -55,7 +56,9 @@ class AsyncAIProcessor:
         scheduler: the ready queue's order; defaults to strict priority.
         clock: time source; `SystemClock` unless simulating.
         seed: seeds the retry jitter and the worker id, for reproducible runs.
-        redis: an existing client to use instead of `redis_url` (not closed on stop).
+        redis: an existing client to use instead of `redis_url` (not closed on stop). If it
+            retries commands after connection errors, the processor uses a client of its
+            own with the same settings that does not (see `lane.without_retries`).
         user_context: `fn(user_id)` returning what the scheduler may use about a user.
     """
 
@@ -82,6 +85,7 @@ class AsyncAIProcessor:
         self.user_context = user_context
         self.worker_id = make_worker_id(self.rng, socket.gethostname(), os.getpid())
         self._given_redis = redis
+        self._own_redis: Redis | None = None  # made from a given client, see `without_retries`
         self.redis: Redis | None = None
         self.queue: TaskQueue | None = None
         self.bus = EventBus(self.worker_id, on_cancel=self._on_remote_cancel)
@@ -95,7 +99,8 @@ class AsyncAIProcessor:
         if self.running:
             return
         if self._given_redis is not None:
-            self.redis = self._given_redis
+            self._own_redis = without_retries(self._given_redis)
+            self.redis = self._own_redis or self._given_redis
         elif self.redis_url:
             self.redis = Redis.from_url(self.redis_url, decode_responses=True)
         else:
@@ -108,8 +113,7 @@ class AsyncAIProcessor:
             await self.bus.close()
             if self.queue is not None:
                 await self.queue.close()
-            if self._given_redis is None:
-                await self.redis.aclose()
+            await self._close_own_client()
             raise
         self.running = True
         log.info("processor %s started with %d workers", self.worker_id, self.max_workers)
@@ -146,9 +150,15 @@ class AsyncAIProcessor:
         await self.bus.close()
         if self.queue is not None:
             await self.queue.close()
-        if self._given_redis is None and self.redis is not None:
-            await self.redis.aclose()
+        await self._close_own_client()
         log.info("processor %s stopped", self.worker_id)
+
+    async def _close_own_client(self) -> None:
+        """Close the client if this processor made it (not one it was given)."""
+        own = self.redis if self._given_redis is None else self._own_redis
+        if own is not None:
+            await own.aclose()
+        self._own_redis = None
 
     async def __aenter__(self) -> AsyncAIProcessor:
         await self.start()

@@ -1,0 +1,82 @@
+"""A client passed in as `redis=` that retries commands: the processor never sends twice.
+
+Real Redis only: the connection is made to fail after the command was sent (the server ran
+it), which is where a retrying client would run a script a second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.connection import Connection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from chatroom_async import AsyncAIProcessor, ProcessorSettings
+from chatroom_async.queue import SOURCES
+from tests.conftest import REAL_URL, _real_client
+
+CHAT = {"user_id": 1, "request_type": "chat_completion", "request_data": {"message": "hi"}}
+
+
+class ReplyLostOnce(Connection):
+    """Once armed, the next script call reaches the server but its reply is lost."""
+
+    armed = False
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        data = command if isinstance(command, bytes) else b"".join(command)
+        self._lose_reply = ReplyLostOnce.armed and b"EVALSHA" in data
+        ReplyLostOnce.armed = ReplyLostOnce.armed and not self._lose_reply
+        await super().send_packed_command(command, check_health)
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "_lose_reply", False):
+            self._lose_reply = False
+            await super().read_response(*args, **kwargs)  # the server did run it
+            await self.disconnect()
+            raise RedisConnectionError("connection lost before the reply")
+        return await super().read_response(*args, **kwargs)
+
+
+@pytest.fixture
+async def retrying_client() -> AsyncIterator[Redis]:
+    probe = await _real_client()  # skips (or fails under CI) without a server
+    await probe.aclose()
+    url = Redis.from_url(REAL_URL).connection_pool.connection_kwargs
+    # What `Redis(host=...)` sets up (a retry policy included), on our connection class.
+    plain = Redis(host=url.get("host", "127.0.0.1"), port=url.get("port", 6379),
+                  db=url.get("db", 0), password=url.get("password"), decode_responses=True)
+    kwargs = dict(plain.connection_pool.connection_kwargs)
+    await plain.aclose()
+    client = Redis.from_pool(ConnectionPool(connection_class=ReplyLostOnce, **kwargs))
+    retry = client.get_retry()
+    assert retry is not None and retry.get_retries() > 0
+    yield client
+    ReplyLostOnce.armed = False
+    await client.aclose()
+
+
+async def test_a_lost_reply_is_an_error_not_a_second_run(retrying_client: Redis,
+                                                         namespace: str) -> None:
+    proc = AsyncAIProcessor(max_workers=0, redis=retrying_client, namespace=namespace,
+                            settings=ProcessorSettings(publish_events=False))
+    async with proc:
+        assert proc.redis is not retrying_client  # a client of its own, no retries
+        task_id = await proc.submit_task(**CHAT)
+        await proc.redis.script_load(SOURCES["cancel"])  # no NOSCRIPT round on the way
+
+        ReplyLostOnce.armed = True  # a retrying client would cancel again and answer False
+        with pytest.raises(RedisConnectionError):
+            await proc.cancel_task(task_id)
+        assert (await proc.get_task_status(task_id))["status"] == "cancelled"  # type: ignore[index]
+
+        ReplyLostOnce.armed = True  # ... or report its own new ids as taken
+        with pytest.raises(RedisConnectionError):
+            await proc.submit_many([CHAT, CHAT])
+        assert (await proc.get_stats())["current_queue_size"] == 2  # queued once each
+        assert proc.queue is not None
+        await proc.queue.purge()
+    assert await retrying_client.ping()  # the caller's client is left open and working
