@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from chatroom_async import AsyncAIProcessor, FunctionBackend, ProcessorSettings, TaskPriority
+from chatroom_async import (
+    AsyncAIProcessor,
+    FunctionBackend,
+    ProcessorSettings,
+    RateLimitError,
+    RetryPolicy,
+    TaskPriority,
+)
 from tests.conftest import MakeProcessor, wait_until
 
 CHAT = {"user_id": 1, "request_type": "chat_completion", "request_data": {"message": "hi"}}
@@ -268,3 +275,39 @@ async def test_a_held_task_whose_lease_was_lost_is_dropped_not_run(
         assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
     assert first.started == [r] and other.started == [h]
     assert (await client.get_task_status(h))["deliveries"] == 2  # type: ignore[index]
+
+
+async def test_retries_with_prefetch_all_end_once_within_the_limits(
+        make_processor: MakeProcessor) -> None:
+    # Every task fails its first attempt with a retryable error due at once: retry outcomes
+    # settle their places like any other, the retries come back through the same claims,
+    # and every task completes exactly once, never more than 3 at a time.
+    attempts: dict[str, int] = {}
+    active = peak = 0
+    done, ended = [], asyncio.Event()
+
+    async def flaky(request: Any) -> dict[str, Any]:
+        nonlocal active, peak
+        attempts[request.task_id] = attempts.get(request.task_id, 0) + 1
+        active += 1
+        peak = max(peak, active)
+        try:
+            await asyncio.sleep(0)
+            if attempts[request.task_id] == 1:
+                raise RateLimitError("slow down")
+        finally:
+            active -= 1
+        done.append(request.task_id)
+        ended.set()
+        return {"response": "ok"}
+
+    client = await make_processor(max_workers=0)
+    ids = await client.submit_many([CHAT] * 30)
+    await make_processor(max_workers=3, backend=FunctionBackend(flaky), prefetch=2,
+                         retry=RetryPolicy(base_s=0.0, jitter="none"))
+    await wait_until(lambda: len(done) == 30, ended, timeout=30)
+    for task_id in ids:
+        final = await client.wait_for_task(task_id, timeout=10)
+        assert final["status"] == "completed" and final["retry_count"] == 1
+    assert sorted(done) == sorted(ids) and set(attempts.values()) == {2}
+    assert peak == 3  # the slots were used, and never beyond
