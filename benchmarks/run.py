@@ -149,29 +149,29 @@ def run_driver(args: argparse.Namespace, queue: str, run_id: str, workload: str)
     return {"queue": queue, "skipped": f"the driver exited with {done.returncode} and no report"}
 
 
-def merge(reports: list[dict]) -> dict:
-    """One queue's driver reports (one per workload and repeat) as one report: samples
+def merge(runs: list[tuple[str, dict]]) -> dict:
+    """One queue's driver reports, (workload, report) per driver, as one report: samples
     joined per workload, figures the medians over them; skipped if its first driver was."""
-    first = reports[0]
+    first = runs[0][1]
     if "skipped" in first:
         return first
     merged: dict = {k: first.get(k) for k in ("queue", "python", "versions", "settings")}
     merged |= {"figures": {}, "errors": {}, "samples": {}, "foreign_cpu_percent": {}}
     notes: list[str] = []
     warnings: list[str] = []
-    for report in reports:
-        for workload, runs in report.get("samples", {}).items():
-            merged["samples"].setdefault(workload, []).extend(runs)
-        for workload, shares in report.get("foreign_cpu_percent", {}).items():
-            merged["foreign_cpu_percent"].setdefault(workload, []).extend(shares)
+    for workload, report in runs:
+        for name, samples in report.get("samples", {}).items():
+            merged["samples"].setdefault(name, []).extend(samples)
+        for name, shares in report.get("foreign_cpu_percent", {}).items():
+            merged["foreign_cpu_percent"].setdefault(name, []).extend(shares)
         for key, why in report.get("errors", {}).items():
             merged["errors"].setdefault(key, why)
-        if "skipped" in report:
-            merged["errors"].setdefault("driver", report["skipped"])
+        if "skipped" in report:  # a later driver broke: its workload shows "err"
+            merged["errors"].setdefault(workload, report["skipped"])
         notes += [n for n in report.get("notes", []) if n not in notes]
         warnings += [w for w in report.get("dependency_warnings", []) if w not in warnings]
-    for runs in merged["samples"].values():
-        merged["figures"].update(median_figures(runs))
+    for samples in merged["samples"].values():
+        merged["figures"].update(median_figures(samples))
     noisy = noise_note(merged["queue"], merged["foreign_cpu_percent"])
     merged["notes"] = notes + ([noisy] if noisy else [])
     merged["dependency_warnings"] = warnings
@@ -218,16 +218,16 @@ def run_all(args: argparse.Namespace) -> tuple[Results, dict]:
         f"workloads {','.join(args.workloads)}, {args.tasks} tasks"
     )
     results, reports = Results(queues=list(args.queues)), {}
-    per_queue: dict[str, list[dict]] = {queue: [] for queue in args.queues}
+    per_queue: dict[str, list[tuple[str, dict]]] = {queue: [] for queue in args.queues}
     try:
         for repeat in range(args.repeat):
             for workload in args.workloads:
                 if repeat and workload in SINGLE_RUN:
                     continue
                 for queue, done in per_queue.items():
-                    if done and "skipped" in done[0]:
+                    if done and "skipped" in done[0][1]:
                         continue  # its adapter does not work: tried once is enough
-                    done.append(run_driver(args, queue, run_id, workload))
+                    done.append((workload, run_driver(args, queue, run_id, workload)))
         for queue, done in per_queue.items():
             reports[queue] = merge(done)
             collect(results, reports[queue])

@@ -18,13 +18,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .errors import ProcessorError
 
 
 def command_fields(args: Sequence[object]) -> list[bytes]:
@@ -64,17 +66,33 @@ def without_retries(client: Redis) -> Redis | None:
     """A client over a new pool with `client`'s settings that never sends a command twice;
     None if `client` already does not.
 
-    `Redis(host=...)` retries a command up to 10 times after a connection error, also one
-    the server may already have run. For the queue's scripts that is not safe: a submit run
-    twice reports its own id as taken, a cancel run twice says it cancelled nothing, a claim
-    run twice takes leases nobody uses. `Redis.from_url(...)` and fakeredis clients do not
-    retry and are used as they are. The new client is its user's to close.
+    `Redis(host=...)` retries a command up to 10 times after a connection error (and
+    `retry_on_error=[...]` or `retry_on_timeout=True` once), also one the server may already
+    have run. For the queue's scripts that is not safe: a submit run twice reports its own
+    id as taken, a cancel run twice says it cancelled nothing, a claim run twice takes
+    leases nobody uses. `Redis.from_url(url)` and fakeredis clients do not retry and are
+    used as they are. The new client does not retry connecting either: during a failover
+    calls fail at once, and the caller decides whether to try again. It is its user's to
+    close (closing it closes its pool).
+
+    Raises:
+        ProcessorError: the client retries and its pool is of a kind this cannot rebuild
+            (a Sentinel pool, for one): pass a client made with `retry=Retry(NoBackoff(), 0)`.
     """
     pool = client.connection_pool
-    retry = pool.connection_kwargs.get("retry")
-    if retry is None or retry.get_retries() == 0:
+    probe = pool.make_connection()  # type: ignore[no-untyped-call]  # an object, no socket
+    retries = probe.retry.get_retries()
+    if retries == 0:
         return None
+    if type(pool) not in (ConnectionPool, BlockingConnectionPool):
+        raise ProcessorError(
+            f"the Redis client given retries commands ({retries} times) after connection "
+            f"errors, which could run a submit or a cancel twice, and its "
+            f"{type(pool).__name__} cannot be rebuilt without retries here: pass a client "
+            f"made with retry=Retry(NoBackoff(), 0)")
     kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
+    if isinstance(pool, BlockingConnectionPool):
+        kwargs["timeout"] = pool.timeout
     own_pool = type(pool)(connection_class=pool.connection_class,
                           max_connections=pool.max_connections, **kwargs)
     return Redis.from_pool(own_pool)  # closing the client closes this pool

@@ -66,6 +66,7 @@ class Claimed:
     retry_count: str
     deliveries: int
     token: str
+    score: float  # its place in the ready set: lower runs first
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,15 @@ class QueueCounts:
     dead_letters: int
     garbage: int
     counters: dict[str, float]
+
+
+def _score(raw: str) -> float:
+    """A claimed task's score as a number; a record without a usable one sorts first (the
+    score only orders tasks a worker holds, see `slots.SlotLedger.hold`)."""
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return float("-inf")
 
 
 class TaskQueue:
@@ -180,8 +190,8 @@ class TaskQueue:
         claimed, dead, next_due, remaining = reply
         tasks = [
             Claimed(claimed[i], claimed[i + 1], claimed[i + 2], claimed[i + 3], claimed[i + 4],
-                    int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}")
-            for i in range(0, len(claimed), 6)
+                    int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}", _score(claimed[i + 6]))
+            for i in range(0, len(claimed), 7)
         ]
         return ClaimResult(tasks, list(dead), float(next_due) if next_due else None,
                            int(remaining))

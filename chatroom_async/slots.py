@@ -23,6 +23,7 @@ class Run:
 
     task: AITask
     token: str
+    score: float = 0.0  # its place in the ready set when claimed: lower runs first
     handle: asyncio.Task[None] | None = None
     submitted: bool = False  # its outcome went to the flusher
     released: bool = False  # its slot is free: the attempt ended (prefetch), or settled
@@ -50,7 +51,7 @@ class SlotLedger:
         self.occupied = 0  # runs holding a slot
         self.placed = 0  # runs holding a place
         self.claiming = 0  # places promised to claims in flight
-        self.held: list[Run] = []  # most urgent first, then in claim order
+        self.held: list[Run] = []  # in the ready set's order: lowest score first
         self.freed = asyncio.Event()
 
     def free(self) -> int:
@@ -94,11 +95,14 @@ class SlotLedger:
         return True
 
     def hold(self, run: Run) -> None:
+        """Hold a claimed task in the order of the ready set it came from (the scheduler's
+        score; equal scores in claim order), so a task claimed later but scored ahead
+        starts first."""
         run.held = True
-        bisect.insort(self.held, run, key=lambda r: -r.task.priority)
+        bisect.insort(self.held, run, key=lambda r: r.score)
 
     def next_held(self) -> Run | None:
-        """The most urgent held task, taken out of the holds; None if there is none."""
+        """The first held task (lowest score), taken out of the holds; None if none."""
         return self.held.pop(0) if self.held else None
 
     def take_held(self) -> list[Run]:

@@ -11,7 +11,7 @@ the task's end, ahead of it, or in a message before it.
 
 Slots and places are counted by a `SlotLedger` (`slots.py`): the fetcher and the flusher
 both claim, and neither may claim for a place the other is filling. With `prefetch` N > 0
-the pool also holds up to N claimed, leased tasks, most urgent first; a run then frees its
+the pool also holds up to N claimed, leased tasks, in the ready set's order; a run frees its
 slot as soon as its attempt ends, and the next held task starts in that moment instead of
 one claim round trip later, while the run keeps its place until its outcome is recorded.
 The holds are renewed with the runs' leases, dropped when cancelled, handed back on stop.
@@ -121,9 +121,10 @@ class WorkerPool:
         self._launch(result.claimed, now)  # before any await: the slots stay accounted for
         for task_id in result.dead:
             await self._announce_dead(task_id)
-        if result.remaining or len(result.claimed) == free:
+        if result.remaining or len(result.claimed) == free or self.slots.held:
             # More may be ready (also when everything popped was dead): claim again as
-            # soon as a slot is free.
+            # soon as a slot is free. A pool holding tasks has no free slot: it must not
+            # take the one wake-up token an idle worker elsewhere is waiting for.
             return
         wait = self.settings.max_idle_wait_s
         if result.next_due is not None:
@@ -143,7 +144,7 @@ class WorkerPool:
             except ValueError as exc:
                 self._reject_corrupt(c, str(exc), now)
                 continue
-            run = Run(task, c.token)
+            run = Run(task, c.token, c.score)
             self._supersede(task.task_id)
             if self.slots.slot_open() and not self._stopping:
                 self._start(run, now)
@@ -242,7 +243,7 @@ class WorkerPool:
 
     def _release(self, run: Run) -> None:
         """Give a run's slot back, once: with prefetch when its attempt ends, else when it
-        settles. The most urgent held task, if any, takes the slot at once."""
+        settles. The first held task, if any, takes the slot at once."""
         if self.slots.release(run) and not self._stopping:
             held = self.slots.next_held()
             if held is not None:

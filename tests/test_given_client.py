@@ -80,3 +80,45 @@ async def test_a_lost_reply_is_an_error_not_a_second_run(retrying_client: Redis,
         assert proc.queue is not None
         await proc.queue.purge()
     assert await retrying_client.ping()  # the caller's client is left open and working
+
+
+def _retries(client: Redis) -> int:
+    return client.connection_pool.make_connection().retry.get_retries()  # type: ignore[no-any-return,no-untyped-call]
+
+
+async def test_which_clients_are_replaced_and_how() -> None:
+    from redis.asyncio import BlockingConnectionPool
+    from redis.asyncio.retry import Retry
+    from redis.asyncio.sentinel import Sentinel
+    from redis.backoff import NoBackoff
+
+    from chatroom_async.embedded import embedded_redis
+    from chatroom_async.errors import ProcessorError
+    from chatroom_async.lane import without_retries
+
+    kept = [Redis.from_url("redis://127.0.0.1:6379/3", decode_responses=True), embedded_redis(),
+            Redis(host="127.0.0.1", retry=Retry(NoBackoff(), 0))]
+    for client in kept:
+        assert without_retries(client) is None
+        await client.aclose()
+
+    replaced = [Redis(host="127.0.0.1", db=3, decode_responses=True),
+                Redis.from_url("redis://127.0.0.1:6379/3", retry_on_timeout=True),
+                Redis.from_pool(BlockingConnectionPool(host="127.0.0.1", db=3, timeout=3,
+                                                       retry=Retry(NoBackoff(), 2)))]
+    for client in replaced:
+        assert _retries(client) > 0
+        own = without_retries(client)
+        assert own is not None and _retries(own) == 0
+        assert type(own.connection_pool) is type(client.connection_pool)
+        assert own.connection_pool.connection_kwargs["db"] == 3
+        if isinstance(client.connection_pool, BlockingConnectionPool):
+            assert own.connection_pool.timeout == 3  # type: ignore[attr-defined]
+        await own.aclose()
+        await client.aclose()
+
+    sentinel = Sentinel([("127.0.0.1", 26379)]).master_for(
+        "chat", retry=Retry(NoBackoff(), 3))
+    with pytest.raises(ProcessorError, match="retry=Retry"):
+        without_retries(sentinel)
+    await sentinel.aclose()

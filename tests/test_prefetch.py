@@ -167,18 +167,32 @@ async def test_a_held_task_starts_before_the_previous_outcome_is_recorded(
     assert two["started_at"] >= one["completed_at"] > one["started_at"]
 
 
-async def test_a_more_urgent_task_claimed_later_goes_ahead_of_held_ones(
-        make_processor: MakeProcessor) -> None:
-    # Strict priority would run u right after a. With prefetch it waits behind b, which
-    # was already held when u was submitted (the documented price), but ahead of c.
-    client = await make_processor(max_workers=0)
+class VipFirst:
+    """A scheduler that puts user 99 first whatever the priority (lower scores run first)."""
+
+    def score(self, task: Any, user_context: Any) -> float:
+        return task.created_at - (1000.0 if task.user_id == 99 else 0.0)
+
+
+@pytest.mark.parametrize("ahead", ["urgent", "vip of low priority"])
+async def test_a_task_scored_ahead_and_claimed_later_goes_ahead_of_held_ones(
+        make_processor: MakeProcessor, ahead: str) -> None:
+    # Strict order would run u right after a. With prefetch it waits behind b, which was
+    # already held when u was submitted (the documented price), but ahead of c: held tasks
+    # keep the ready set's order, the scheduler's score, not just the priority.
+    if ahead == "urgent":
+        client = await make_processor(max_workers=0)
+        late = {**CHAT, "priority": TaskPriority.URGENT}
+    else:
+        client = await make_processor(max_workers=0, scheduler=VipFirst())
+        late = {**CHAT, "user_id": 99, "priority": TaskPriority.LOW}
     a, b, c = [await client.submit_task(**CHAT) for _ in range(3)]
     backend = Turnstile()
     worker = await make_processor(max_workers=1, backend=backend, prefetch=2)
     launched = watch_launches(worker)
     await wait_until(lambda: backend.started == [a], backend.changed)
     assert held_ids(worker) == [b, c]
-    u = await client.submit_task(**CHAT, priority=TaskPriority.URGENT)
+    u = await client.submit_task(**late)
     backend.finish(a)  # b starts at once; recording a claims u for the free place
     await wait_until(lambda: held_ids(worker) == [u, c], launched)
     assert backend.started == [a, b]

@@ -8,9 +8,9 @@ from chatroom_async.slots import Run, SlotLedger
 from chatroom_async.task import AITask, TaskPriority
 
 
-def run(task_id: str, priority: TaskPriority = TaskPriority.NORMAL, token: str = "t") -> Run:
+def run(task_id: str, score: float = 0.0, token: str = "t") -> Run:
     return Run(AITask(task_id=task_id, user_id=1, request_type="chat_completion",
-                      request_data={}, priority=priority), token)
+                      request_data={}, priority=TaskPriority.NORMAL), token, score)
 
 
 async def test_a_run_keeps_its_place_after_its_slot_until_it_settles() -> None:
@@ -26,17 +26,16 @@ async def test_a_run_keeps_its_place_after_its_slot_until_it_settles() -> None:
     assert ledger.free() == 2 and ledger.freed.is_set()
 
 
-async def test_holds_are_most_urgent_first_then_in_claim_order() -> None:
+async def test_holds_follow_the_ready_sets_order_then_claim_order() -> None:
     ledger = SlotLedger(concurrency=1, prefetch=4)
-    for held in (run("n1"), run("u1", TaskPriority.URGENT), run("n2"),
-                 run("u2", TaskPriority.URGENT)):
-        ledger.hold(held)
-    assert [r.task.task_id for r in ledger.held] == ["u1", "u2", "n1", "n2"]
+    for held in (run("b1", 2.0), run("a1", 1.0), run("b2", 2.0), run("a2", 1.0)):
+        ledger.hold(held)  # a later claim (a*) scored ahead goes ahead; ties keep their order
+    assert [r.task.task_id for r in ledger.held] == ["a1", "a2", "b1", "b2"]
     assert all(r.held for r in ledger.held) and ledger.free() == 1
     first = ledger.next_held()
-    assert first is not None and first.task.task_id == "u1"
-    assert not ledger.drop_held("n1", token="other") and ledger.drop_held("n1")
-    assert [r.task.task_id for r in ledger.take_held()] == ["u2", "n2"]
+    assert first is not None and first.task.task_id == "a1"
+    assert not ledger.drop_held("b1", token="other") and ledger.drop_held("b1")
+    assert [r.task.task_id for r in ledger.take_held()] == ["a2", "b2"]
     assert ledger.next_held() is None and ledger.free() == 5
 
 

@@ -7,7 +7,7 @@
 --       9 sweep: '1' to promote due retries and reclaim expired leases first, '0' to skip
 --         that (a busy worker sweeps only when something is due, or now and then)
 -- Returns {claimed, dead, next_due, remaining}: claimed is a flat list of
--- (id, spec, priority, max_retries, retry_count, deliveries); dead lists task ids that
+-- (id, spec, priority, max_retries, retry_count, deliveries, score); dead lists task ids that
 -- exceeded their delivery limit; next_due is the earliest retry or lease deadline ('' when
 -- none, or when not swept); remaining is 1 when ready tasks are left, else 0.
 local unpack = unpack or table.unpack
@@ -59,7 +59,7 @@ local extra, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 for _, id in ipairs(popped) do
   local key = prefix .. id
   local f = redis.call('HMGET', key, 'spec', 'priority', 'max_retries', 'retry_count',
-                       'deliveries', 'status')
+                       'deliveries', 'status', 'score')
   if not f[1] then
     -- A ready entry without a record: set it aside, never hand it to a worker.
     redis.call('RPUSH', KEYS[8], id)
@@ -83,6 +83,7 @@ for _, id in ipairs(popped) do
         local n = #claimed
         claimed[n + 1] = id; claimed[n + 2] = f[1]; claimed[n + 3] = f[2]
         claimed[n + 4] = f[3]; claimed[n + 5] = f[4]; claimed[n + 6] = deliveries
+        claimed[n + 7] = f[7] or ''  -- only orders held tasks: a bad one is no reason to stop
       end
     end
   end
