@@ -325,3 +325,36 @@ async def test_retries_with_prefetch_all_end_once_within_the_limits(
         assert final["status"] == "completed" and final["retry_count"] == 1
     assert sorted(done) == sorted(ids) and set(attempts.values()) == {2}
     assert peak == 3  # the slots were used, and never beyond
+
+
+async def test_a_worker_holding_tasks_leaves_the_wake_up_to_an_idle_one(
+        make_processor: MakeProcessor) -> None:
+    # Redis keeps one wake-up token and hands it to the worker that has waited longest. A
+    # worker that holds tasks has no free slot: were it waiting too, it would take the token
+    # and start nothing, and the idle worker would sleep on (60 s here).
+    client = await make_processor(max_workers=0)
+    a, b = [await client.submit_task(**CHAT) for _ in range(2)]
+    busy = Turnstile()
+    holder = await make_processor(max_workers=1, backend=busy, prefetch=2,
+                                  max_idle_wait_s=60.0)
+    assert holder.queue is not None and holder.pool is not None
+    pool, wait_for_work = holder.pool, holder.queue.wait_for_work
+    held_while_waiting: list[int] = []
+
+    async def noting_wait(*args: Any, **kwargs: Any) -> None:
+        held_while_waiting.append(len(pool.slots.held))
+        await wait_for_work(*args, **kwargs)
+
+    holder.queue.wait_for_work = noting_wait  # type: ignore[method-assign]  # before its 1st claim
+    await wait_until(lambda: busy.started == [a], busy.changed)
+    assert held_ids(holder) == [b]
+    assert held_while_waiting == []  # its claim came back short, yet it did not wait
+    idle = Turnstile()
+    await make_processor(max_workers=2, backend=idle, max_idle_wait_s=60.0)
+    late = await client.submit_task(**CHAT)
+    await wait_until(lambda: idle.started == [late], idle.changed)
+    for backend, task_id in ((busy, a), (busy, b), (idle, late)):
+        backend.finish(task_id)
+    for task_id in (a, b, late):
+        assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+    assert not any(held_while_waiting)
