@@ -64,22 +64,29 @@ async def test_a_lost_reply_is_an_error_not_a_second_run(retrying_client: Redis,
     proc = AsyncAIProcessor(max_workers=0, redis=retrying_client, namespace=namespace,
                             settings=ProcessorSettings(publish_events=False))
     async with proc:
-        assert proc.redis is not retrying_client  # a client of its own, no retries
-        task_id = await proc.submit_task(**CHAT)
-        await proc.redis.script_load(SOURCES["cancel"])  # no NOSCRIPT round on the way
-
-        ReplyLostOnce.armed = True  # a retrying client would cancel again and answer False
-        with pytest.raises(RedisConnectionError):
-            await proc.cancel_task(task_id)
-        assert (await proc.get_task_status(task_id))["status"] == "cancelled"  # type: ignore[index]
-
-        ReplyLostOnce.armed = True  # ... or report its own new ids as taken
-        with pytest.raises(RedisConnectionError):
-            await proc.submit_many([CHAT, CHAT])
-        assert (await proc.get_stats())["current_queue_size"] == 2  # queued once each
         assert proc.queue is not None
-        await proc.queue.purge()
+        try:
+            await _lost_replies_raise(proc, retrying_client)
+        finally:
+            await proc.queue.purge()
     assert await retrying_client.ping()  # the caller's client is left open and working
+
+
+async def _lost_replies_raise(proc: AsyncAIProcessor, retrying_client: Redis) -> None:
+    assert proc.redis is not None
+    assert proc.redis is not retrying_client  # a client of its own, no retries
+    task_id = await proc.submit_task(**CHAT)
+    await proc.redis.script_load(SOURCES["cancel"])  # no NOSCRIPT round on the way
+
+    ReplyLostOnce.armed = True  # a retrying client would cancel again and answer False
+    with pytest.raises(RedisConnectionError):
+        await proc.cancel_task(task_id)
+    assert (await proc.get_task_status(task_id))["status"] == "cancelled"  # type: ignore[index]
+
+    ReplyLostOnce.armed = True  # ... or report its own new ids as taken
+    with pytest.raises(RedisConnectionError):
+        await proc.submit_many([CHAT, CHAT])
+    assert (await proc.get_stats())["current_queue_size"] == 2  # queued once each
 
 
 def _retries(client: Redis) -> int:
