@@ -358,3 +358,42 @@ async def test_a_worker_holding_tasks_leaves_the_wake_up_to_an_idle_one(
     for task_id in (a, b, late):
         assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
     assert not any(held_while_waiting)
+
+
+async def test_a_held_task_claimed_again_by_its_own_worker_runs_once(
+        make_processor: MakeProcessor) -> None:
+    # h2's first lease is never renewed, so it lapses while h2 is held. When r's outcome is
+    # recorded, the same call sweeps h2 back and claims it again, for this very worker:
+    # the stale delivery must go, or h2 would run twice (the first run's result bouncing).
+    client = await make_processor(max_workers=0)
+    r, h1, h2 = [await client.submit_task(**CHAT) for _ in range(3)]
+    backend = Turnstile()
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=2, lease_s=1.0)
+    assert worker.queue is not None and worker.pool is not None
+    pool, renewed, original = worker.pool, asyncio.Event(), worker.queue.renew
+    first: list[tuple[str, str]] = []  # h2's first lease: (id, token)
+    renewals = 0
+
+    async def renew_but_h2s_first_lease(leases: Any, deadline: float) -> list[str]:
+        nonlocal renewals
+        first.extend(lease for lease in leases if lease[0] == h2 and not first)
+        lost = await original([lease for lease in leases if lease not in first], deadline)
+        renewals += 1
+        renewed.set()
+        return lost
+
+    worker.queue.renew = renew_but_h2s_first_lease  # type: ignore[method-assign]
+    launched = watch_launches(worker)
+    await wait_until(lambda: backend.started == [r], backend.changed)
+    assert held_ids(worker) == [h1, h2]
+    await wait_until(lambda: renewals >= 4, renewed)  # > 1 s: h2's first lease has lapsed
+    backend.finish(r)
+    await wait_until(lambda: [(x.task.task_id, x.task.deliveries) for x in pool.slots.held]
+                     == [(h2, 2)], launched)  # the stale hold is gone, the new one kept
+    assert backend.started == [r, h1]
+    for task_id in (h1, h2):
+        backend.finish(task_id)
+    for task_id in (r, h1, h2):
+        assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+    assert backend.started == [r, h1, h2]
+    assert (await client.get_task_status(h2))["deliveries"] == 2  # type: ignore[index]
