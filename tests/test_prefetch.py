@@ -397,3 +397,34 @@ async def test_a_held_task_claimed_again_by_its_own_worker_runs_once(
         assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
     assert backend.started == [r, h1, h2]
     assert (await client.get_task_status(h2))["deliveries"] == 2  # type: ignore[index]
+
+
+async def test_a_claim_that_returns_during_stop_is_handed_back_unrun(
+        make_processor: MakeProcessor) -> None:
+    # No prefetch: the worker's first claim is held up until stop() has begun. What it
+    # brings back must not start (the pool is stopping) and goes back to the queue.
+    client = await make_processor(max_workers=0)
+    ids = [await client.submit_task(**CHAT) for _ in range(2)]
+    backend = Turnstile()
+    worker = await make_processor(max_workers=2, backend=backend)
+    assert worker.queue is not None
+    entered, go, claim = asyncio.Event(), asyncio.Event(), worker.queue.claim
+
+    async def held_up_claim(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        await go.wait()
+        return await claim(*args, **kwargs)
+
+    worker.queue.claim = held_up_claim  # type: ignore[method-assign]  # before its 1st claim
+    await entered.wait()
+    stopping = asyncio.create_task(worker.stop(drain_timeout_s=5.0))
+    await asyncio.sleep(0)  # one step of stop(): it marks the pool as stopping at once
+    assert worker.pool is not None and worker.pool._stopping
+    go.set()  # the claim comes back to a stopping pool
+    await stopping
+    assert backend.started == []
+    for task_id in ids:
+        record = await client.get_task_status(task_id)
+        assert record is not None and record["status"] == "pending"
+        assert record["deliveries"] == 0  # the delivery that never ran is not counted
+    assert (await client.get_stats())["current_queue_size"] == 2
