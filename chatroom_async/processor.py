@@ -85,7 +85,6 @@ class AsyncAIProcessor:
         self.user_context = user_context
         self.worker_id = make_worker_id(self.rng, socket.gethostname(), os.getpid())
         self._given_redis = redis
-        self._own_redis: Redis | None = None  # made from a given client, see `without_retries`
         self.redis: Redis | None = None
         self.queue: TaskQueue | None = None
         self.bus = EventBus(self.worker_id, on_cancel=self._on_remote_cancel)
@@ -99,8 +98,7 @@ class AsyncAIProcessor:
         if self.running:
             return
         if self._given_redis is not None:
-            self._own_redis = without_retries(self._given_redis)
-            self.redis = self._own_redis or self._given_redis
+            self.redis = without_retries(self._given_redis) or self._given_redis
         elif self.redis_url:
             self.redis = Redis.from_url(self.redis_url, decode_responses=True)
         else:
@@ -154,11 +152,9 @@ class AsyncAIProcessor:
         log.info("processor %s stopped", self.worker_id)
 
     async def _close_own_client(self) -> None:
-        """Close the client if this processor made it (not one it was given)."""
-        own = self.redis if self._given_redis is None else self._own_redis
-        if own is not None:
-            await own.aclose()
-        self._own_redis = None
+        """Close the client if this processor made it (not the one it was given)."""
+        if self.redis is not None and self.redis is not self._given_redis:
+            await self.redis.aclose()
 
     async def __aenter__(self) -> AsyncAIProcessor:
         await self.start()
