@@ -70,6 +70,26 @@ def watch_launches(proc: AsyncAIProcessor) -> asyncio.Event:
     return launched
 
 
+class StalledRecording:
+    """Holds a worker's outcome-recording calls (`finish`, `finish_and_claim`) until `go`
+    is set; `calls` counts the calls that came, and `arrived` is set by each."""
+
+    def __init__(self, proc: AsyncAIProcessor, arrived: asyncio.Event | None = None) -> None:
+        assert proc.queue is not None
+        self.go, self.arrived, self.calls = asyncio.Event(), arrived or asyncio.Event(), 0
+        for name in ("finish", "finish_and_claim"):
+            setattr(proc.queue, name, self._stalled(getattr(proc.queue, name)))
+
+    def _stalled(self, original: Any) -> Any:
+        async def stalled(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            self.arrived.set()
+            await self.go.wait()
+            return await original(*args, **kwargs)
+
+        return stalled
+
+
 def test_prefetch_must_be_a_non_negative_int() -> None:
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="prefetch"):
@@ -110,26 +130,15 @@ async def test_outcomes_waiting_to_be_recorded_keep_their_places(
         return {"response": "ok"}
 
     worker = await make_processor(max_workers=2, backend=FunctionBackend(instant), prefetch=1)
-    assert worker.queue is not None and worker.pool is not None
-    stall, calls = asyncio.Event(), []
-    record, record_and_claim = worker.queue.finish, worker.queue.finish_and_claim
-
-    async def stalled(original: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(original)
-        ended.set()
-        await stall.wait()
-        return await original(*args, **kwargs)
-
-    worker.queue.finish = lambda *a, **k: stalled(record, *a, **k)  # type: ignore[method-assign]
-    worker.queue.finish_and_claim = (  # type: ignore[method-assign]
-        lambda *a, **k: stalled(record_and_claim, *a, **k))
+    assert worker.pool is not None
+    stall = StalledRecording(worker, arrived=ended)
     client = await make_processor(max_workers=0)
     ids = await client.submit_many([CHAT] * 10)
-    await wait_until(lambda: len(done) >= 3 and bool(calls), ended)
+    await wait_until(lambda: len(done) >= 3 and stall.calls > 0, ended)
     stats = await client.get_stats()
     assert len(done) == 3 and stats["current_queue_size"] == 7
     assert worker.pool.slots.free() <= 0  # the stalled call has promised the 3 places
-    stall.set()
+    stall.go.set()
     for task_id in ids:
         assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
 
@@ -142,27 +151,16 @@ async def test_a_held_task_starts_before_the_previous_outcome_is_recorded(
     first, second = [await client.submit_task(**CHAT) for _ in range(2)]
     backend = Turnstile()
     worker = await make_processor(max_workers=1, backend=backend, prefetch=1)
-    assert worker.queue is not None
-    stall, calls = asyncio.Event(), []
-    record, record_and_claim = worker.queue.finish, worker.queue.finish_and_claim
-
-    async def stalled(original: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(original)
-        await stall.wait()
-        return await original(*args, **kwargs)
-
-    worker.queue.finish = lambda *a, **k: stalled(record, *a, **k)  # type: ignore[method-assign]
-    worker.queue.finish_and_claim = (  # type: ignore[method-assign]
-        lambda *a, **k: stalled(record_and_claim, *a, **k))
+    stall = StalledRecording(worker)
     await wait_until(lambda: backend.started == [first], backend.changed)
     backend.finish(first)
     await wait_until(lambda: backend.started == [first, second], backend.changed)
     assert (await client.get_task_status(first))["status"] == "processing"  # type: ignore[index]
-    stall.set()
+    stall.go.set()
     backend.finish(second)
     one, two = [await client.wait_for_task(t, timeout=10) for t in (first, second)]
     assert one["status"] == two["status"] == "completed"
-    assert calls  # the outcomes did go through the stalled calls
+    assert stall.calls  # the outcomes did go through the stalled calls
     # Both were claimed together; the record of the held one says when it really started.
     assert two["started_at"] >= one["completed_at"] > one["started_at"]
 
