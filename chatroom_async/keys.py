@@ -7,6 +7,7 @@ concatenates key names.
     {ns}:task:{task_id}   hash   the task record, from submit until its TTL after finishing
     {ns}:ready            zset   tasks waiting to run; score from the scheduler, lowest first
     {ns}:inflight         zset   claimed tasks; score = lease deadline (epoch seconds)
+                                 (and one +inf anchor member: see lua/claim.lua)
     {ns}:delayed          zset   tasks waiting for a retry; score = when they are due
     {ns}:wake             list   wake-up token for idle workers (at most one)
     {ns}:ctl:{worker_id}  list   a worker's private wake-up (used to stop it promptly)

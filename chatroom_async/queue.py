@@ -282,10 +282,12 @@ class TaskQueue:
         """Queue depth by priority, in-flight, delayed, dead letters and shared counters."""
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
-            for command, key in (("hgetall", k.depth), ("zcard", k.inflight),
-                                 ("zcard", k.delayed), ("llen", k.dead), ("llen", k.garbage),
-                                 ("hgetall", k.stats)):
-                getattr(pipe, command)(key)
+            pipe.hgetall(k.depth)
+            pipe.zcount(k.inflight, "-inf", "(inf")  # not claim.lua's +inf anchor
+            pipe.zcard(k.delayed)
+            pipe.llen(k.dead)
+            pipe.llen(k.garbage)
+            pipe.hgetall(k.stats)
             depth, inflight, delayed, dead, garbage, stats = await pipe.execute()
         return QueueCounts(
             ready_by_priority={int(p): max(0, int(n)) for p, n in depth.items()},

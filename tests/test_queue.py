@@ -8,6 +8,7 @@ import uuid
 
 from redis.asyncio import Redis
 
+from chatroom_async.keys import Keys
 from chatroom_async.queue import Outcome, TaskQueue
 
 SPEC = '{"user_id":1,"request_type":"chat_completion","request_data":{"message":"hi"},' \
@@ -40,6 +41,36 @@ async def test_claim_orders_by_score_and_batches(queue: TaskQueue) -> None:
     assert got.next_due == 110.0  # the earliest lease deadline
     counts = await queue.counts()
     assert counts.in_flight == 2 and counts.ready_by_priority == {2: 1}
+
+
+async def test_the_in_flight_sets_anchor_is_never_counted_nor_due(queue: TaskQueue) -> None:
+    await add(queue, "a")
+    got = await queue.claim(now=100.0, lease_s=10, max_count=5, worker_id="w1",
+                            extra_deliveries=2)
+    assert (await queue.counts()).in_flight == 1
+    assert await queue.finish([done("a", got.claimed[0].token, "x")], origin="w1") == [True]
+    # Only the anchor is left: nothing in flight, nothing due, nothing to reclaim.
+    assert await queue.redis.zcard(queue.keys.inflight) == 1
+    assert (await queue.counts()).in_flight == 0
+    later = await queue.claim(now=1e12, lease_s=10, max_count=5, worker_id="w2",
+                              extra_deliveries=2)
+    assert later.claimed == [] and later.next_due is None
+    assert (await queue.counts()).counters.get("reclaimed_tasks", 0) == 0
+
+
+async def test_the_in_flight_set_stays_in_the_skiplist_encoding(real_redis: Redis,
+                                                                 namespace: str) -> None:
+    """The point of the anchor (see lua/claim.lua): a real Redis would otherwise keep a
+    set of fewer than 129 short members in the listpack encoding."""
+    queue = TaskQueue(real_redis, Keys(namespace))
+    try:
+        await add(queue, "a")
+        await queue.claim(now=100.0, lease_s=10, max_count=5, worker_id="w1",
+                          extra_deliveries=2)
+        assert await real_redis.object("encoding", queue.keys.inflight) == "skiplist"
+    finally:
+        await queue.purge()
+        await queue.close()
 
 
 async def test_expired_lease_is_reclaimed_and_the_stale_worker_cannot_overwrite(

@@ -15,8 +15,15 @@ local now, prefix = tonumber(ARGV[1]), ARGV[5]
 local depth = {}
 local function bump(priority, n) depth[priority] = (depth[priority] or 0) + n end
 
+-- The in-flight set always holds this anchor, scored +inf: a member no task id can be (ids
+-- have no spaces) and longer than 64 bytes, so Redis keeps the set in its skiplist
+-- encoding. Below 129 members it would otherwise use the compact listpack, where every
+-- ZADD parses the fractional score of each member it passes: adding 8 leases to 100 in
+-- flight took ~90 us of server time there against ~5 us in the skiplist.
+local ANCHOR = '(anchor) keeps this set in the skiplist encoding; no task id has a space'
+-- The earliest finite score of a sorted set (the anchor is never one), or nil.
 local function head(key)
-  local h = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  local h = redis.call('ZRANGEBYSCORE', key, '-inf', '(inf', 'WITHSCORES', 'LIMIT', 0, 1)
   return h[2] and tonumber(h[2]) or nil
 end
 -- Sweep a set only when its earliest entry is due: most claims find nothing to move.
@@ -88,7 +95,7 @@ for _, id in ipairs(popped) do
     end
   end
 end
-if #leased > 0 then redis.call('ZADD', KEYS[2], unpack(leased)) end
+if #leased > 0 then redis.call('ZADD', KEYS[2], 'inf', ANCHOR, unpack(leased)) end
 for priority, n in pairs(depth) do
   if n ~= 0 then redis.call('HINCRBY', KEYS[5], priority, n) end
 end
