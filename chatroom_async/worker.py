@@ -174,7 +174,6 @@ class WorkerPool:
         self.slots.occupy()
         run.handle = asyncio.create_task(self._run(run), name=f"task:{run.task.task_id}")
         self._tasks.add(run.handle)
-        run.handle.add_done_callback(self._tasks.discard)
         run.handle.add_done_callback(functools.partial(self._run_ended, run))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
@@ -234,9 +233,10 @@ class WorkerPool:
         except Exception:
             log.exception("worker %s: task %s crashed the attempt", self.worker_id, task.task_id)
 
-    def _run_ended(self, run: Run, _: asyncio.Task[None]) -> None:
+    def _run_ended(self, run: Run, handle: asyncio.Task[None]) -> None:
         """A run's task is done: a done callback, so that it also runs for a task cancelled
         before its first step (which never enters `_run`'s body)."""
+        self._tasks.discard(handle)
         if self.running.get(run.task.task_id) is run:  # not a later delivery of the task
             del self.running[run.task.task_id]
         self._settle(run)
@@ -354,7 +354,8 @@ class WorkerPool:
     async def _adopt(self, result: ClaimResult, now: float) -> None:
         """Run tasks the flusher claimed, unless stop() began meanwhile."""
         if self._stopping:
-            await self.queue.release([(c.task_id, c.token) for c in result.claimed])
+            await self._quietly("hand back claimed tasks", self.queue.release(
+                [(c.task_id, c.token) for c in result.claimed]))
             return
         for task_id in result.dead:
             self._spawn(self._announce_dead(task_id))

@@ -1,0 +1,132 @@
+"""Where the I/O workload's lost time goes: the benchmark's workload 3, run in one process
+with a stamp at the start and end of every task body.
+
+3,000 tasks that each `await asyncio.sleep(0.1)` are queued, then one worker with 100
+slots drains them. With perfect slots that takes 3,000 × 0.1 s / 100 = 3.0 s; every
+slot-second beyond that is lost in one of two places, which this script separates:
+
+* **late wake-ups**: a 0.1 s sleep that ends after more than 0.1 s. An idle event loop
+  waits on epoll in whole milliseconds (0–1 ms late), and a busy one runs the other tasks
+  of the wave first;
+* **gaps**: a slot with no task, between the end of one task and the start of the next
+  (recording the outcome, claiming the next task, starting it), plus the slots that
+  idle at the very end while the last tasks finish.
+
+It prints the efficiency (the benchmark's figure: 1st start → last end, of the ideal),
+both losses per task, the worker's CPU time per task, and the server time per script call
+(`INFO commandstats`, server-wide: other clients of the same server add to it). A script
+that prints figures, not a test. Run from the repository root:
+
+    .venv/bin/python benchmarks/io_anatomy.py [--redis-url URL] [--prefetch N] [--repeat R]
+
+It writes only keys under its own namespace (`anatomy-<hex>`) and deletes them at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python benchmarks/io_anatomy.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import redis.asyncio as aioredis
+
+from benchmarks.settings import DEFAULT_REDIS_URL, REQUEST_DATA, REQUEST_TYPE, USER_ID
+from chatroom_async import AsyncAIProcessor, ProcessorSettings
+from chatroom_async.backend import FunctionBackend
+from chatroom_async.keys import Keys
+from chatroom_async.queue import TaskQueue
+
+
+async def _server_time(client: aioredis.Redis) -> dict[str, tuple[int, int]]:
+    """Calls and microseconds per command, from `INFO commandstats`."""
+    info = await client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+            for name, v in info.items()}
+
+
+async def measure(url: str, tasks: int, sleep_s: float, slots: int,
+                  prefetch: int) -> dict[str, float]:
+    """Queue `tasks`, drain them with one worker, and return the figures."""
+    namespace = f"anatomy-{uuid.uuid4().hex[:8]}"
+    admin = aioredis.Redis.from_url(url, decode_responses=True)
+    spans: list[tuple[float, float]] = []
+    all_done = asyncio.Event()
+
+    async def body(request: Any) -> dict[str, bool]:
+        began = time.perf_counter()
+        await asyncio.sleep(sleep_s)
+        spans.append((began, time.perf_counter()))
+        if len(spans) == tasks:
+            all_done.set()
+        return {"ok": True}
+
+    try:
+        client = AsyncAIProcessor(redis_url=url, namespace=namespace, max_workers=0)
+        await client.start()
+        request = {"user_id": USER_ID, "request_type": REQUEST_TYPE,
+                   "request_data": REQUEST_DATA}
+        for first in range(0, tasks, 100):
+            await client.submit_many([dict(request) for _ in range(min(100, tasks - first))])
+        await client.stop()  # its event subscription would share the worker's loop
+        worker = AsyncAIProcessor(redis_url=url, namespace=namespace, max_workers=slots,
+                                  backend=FunctionBackend(body),
+                                  settings=ProcessorSettings(prefetch=prefetch))
+        server_before = await _server_time(admin)
+        cpu_before = time.process_time()
+        await worker.start()
+        await all_done.wait()
+        cpu = time.process_time() - cpu_before
+        server_after = await _server_time(admin)
+        await worker.stop()
+    finally:
+        await TaskQueue(admin, Keys(namespace)).purge()
+        await admin.aclose()
+
+    first_start = min(began for began, _ in spans)
+    elapsed = max(ended for _, ended in spans) - first_start
+    late = sum(ended - began - sleep_s for began, ended in spans)
+    lost = elapsed * slots - tasks * sleep_s  # slot-seconds beyond the ideal
+    figures = {
+        "efficiency_percent": 100 * tasks * sleep_s / slots / elapsed,
+        "late_wakeup_ms_per_task": 1e3 * late / tasks,
+        "gap_ms_per_task": 1e3 * (lost - late) / tasks,
+        "worker_cpu_us_per_task": 1e6 * cpu / tasks,
+    }
+    for command in ("evalsha", "zadd"):
+        calls_before, usec_before = server_before.get(command, (0, 0))
+        calls, usec = server_after.get(command, (0, 0))
+        if calls > calls_before:
+            figures[f"server_us_per_{command}"] = (usec - usec_before) / (calls - calls_before)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument("--tasks", type=int, default=3000)
+    parser.add_argument("--sleep", type=float, default=0.1, help="seconds per task")
+    parser.add_argument("--slots", type=int, default=100, help="tasks in flight")
+    parser.add_argument("--prefetch", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    runs = [asyncio.run(measure(args.redis_url, args.tasks, args.sleep, args.slots,
+                                args.prefetch)) for _ in range(args.repeat)]
+    print(f"{args.tasks} tasks of {args.sleep:g} s, {args.slots} in flight, "
+          f"prefetch={args.prefetch}; {args.repeat} runs (min / median / max):")
+    for name in runs[0]:
+        values = sorted(run[name] for run in runs if name in run)
+        print(f"  {name:26s} {values[0]:8.2f} {statistics.median(values):8.2f} "
+              f"{values[-1]:8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
