@@ -142,12 +142,19 @@ class EventBus:
             return
         if data.startswith(self._own_prefix):
             return  # our own events, already delivered here: skip without parsing them
+        # Every process hears every other's events. A worker process with no callbacks and
+        # no waiters would otherwise rebuild a task for each of them only to drop it (the
+        # larger part of a second worker process's cost over the first).
+        if not self._waiters and not any(self._callbacks.values()):
+            return
         payload = orjson.loads(data)
         if payload.get("origin") == self.origin:
             return
         for item in payload["events"]:
-            task = AITask.from_dict(item["task"])
-            self.fire(item["event"], task)
+            event, body = item["event"], item["task"]
+            if self._callbacks[event] or (event in TERMINAL_EVENTS
+                                          and body.get("task_id") in self._waiters):
+                self.fire(event, AITask.from_dict(body))
 
     async def close(self) -> None:
         """Stop listening and wait for running async callbacks (cancelled after 5 s)."""
