@@ -3,7 +3,9 @@
 A process fires the events it causes to its own callbacks at once and publishes them on
 the namespace's channel; it hears everyone else's through one subscription and fires those
 too, skipping its own (each message names its origin). So a chat server that runs no
-workers still gets `task_completed` for a reply computed in a worker process.
+workers still gets `task_completed` for a reply computed in a worker process. A process
+subscribes to the event channel only once it has a callback or a waiter: a worker process
+with neither would receive every other worker's events just to drop them.
 """
 
 from __future__ import annotations
@@ -64,10 +66,18 @@ class EventBus:
         self._pending: set[asyncio.Task[None]] = set()
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._keys: Keys | None = None
+        self._subscribing: asyncio.Task[None] | None = None  # to the event channel
+        self._hearing = asyncio.Event()  # the server confirmed that subscription
         self.callback_errors = 0
 
     def add_callback(self, event: str, callback: Callback) -> None:
         """Register `callback(task)` (sync or async) for `event`.
+
+        Events of this process reach it at once. Other processes' events reach it once this
+        process is subscribed to them: from start() on if a callback was added before it,
+        else about one round trip after the first callback is added (`hear_others` waits
+        for that moment).
 
         Raises:
             ValueError: for an unknown event name (the chapter ignored those silently).
@@ -78,6 +88,8 @@ class EventBus:
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         self._callbacks[event].append(callback)
+        if self._pubsub is not None:
+            self._subscribe_soon()
 
     def has_callbacks(self, event: str) -> bool:
         return bool(self._callbacks[event])
@@ -121,21 +133,61 @@ class EventBus:
                 del self._waiters[task_id]
 
     async def connect(self, redis: Redis, keys: Keys) -> None:
-        """Subscribe to the namespace's event and cancel channels, then start listening."""
+        """Subscribe to the namespace's cancel channel, and to its event channel if a
+        callback is registered already; then start listening."""
         self._keys = keys
-        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(keys.events, keys.cancel)
+        self._pubsub = redis.pubsub()
+        self._subscribing = None
+        self._hearing.clear()
+        await self._pubsub.subscribe(keys.cancel)
         self._listener = asyncio.create_task(self._listen(), name="chatroom_async.events")
+        if any(self._callbacks.values()):
+            self._subscribe_soon()
+
+    def _subscribe_soon(self) -> None:
+        """Start subscribing to the event channel, once per connection."""
+        if self._subscribing is not None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # called outside the loop: `hear_others` subscribes later
+            return
+        self._subscribing = asyncio.create_task(self._subscribe(),
+                                                name="chatroom_async.events.subscribe")
+
+    async def _subscribe(self) -> None:
+        assert self._pubsub is not None and self._keys is not None
+        await self._pubsub.subscribe(self._keys.events)
+
+    async def hear_others(self) -> None:
+        """Subscribe to other processes' events if this process is not yet, and return once
+        the server has confirmed it (or the connection is gone): every event published
+        after that reaches this process. Does nothing before `connect`."""
+        if self._pubsub is None or self._listener is None:
+            return
+        self._subscribe_soon()
+        if not self._hearing.is_set():
+            heard = asyncio.ensure_future(self._hearing.wait())
+            try:  # the listener ends when the connection does: then nothing will be heard
+                await asyncio.wait({heard, self._listener}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                heard.cancel()
 
     async def _listen(self) -> None:
-        assert self._pubsub is not None
+        assert self._pubsub is not None and self._keys is not None
         async for message in self._pubsub.listen():
+            kind = message["type"]
+            if kind == "subscribe" and message["channel"] == self._keys.events:
+                self._hearing.set()
+            if kind != "message":
+                continue
             try:
                 self._on_message(message["channel"], message["data"])
             except Exception:
                 log.exception("bad message on %s", message.get("channel"))
 
     def _on_message(self, channel: str, data: str) -> None:
+        assert self._keys is not None
         if channel == self._keys.cancel:
             if self.on_cancel is not None:
                 self.on_cancel(data)
@@ -158,6 +210,9 @@ class EventBus:
 
     async def close(self) -> None:
         """Stop listening and wait for running async callbacks (cancelled after 5 s)."""
+        if self._subscribing is not None:
+            await asyncio.gather(self._subscribing, return_exceptions=True)
+            self._subscribing = None
         if self._pubsub is not None and self._listener is not None:
             # Unsubscribing ends `listen()` cleanly; cancelling a read in flight can leave
             # the connection (fakeredis's especially) unable to close.

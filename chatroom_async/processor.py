@@ -94,7 +94,8 @@ class AsyncAIProcessor:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        """Connect, subscribe to events, start the workers. Idempotent."""
+        """Connect, listen for cancels (and for events, once a callback or waiter needs
+        them), start the workers. Idempotent."""
         if self.running:
             return
         if self._given_redis is not None:
@@ -257,6 +258,7 @@ class AsyncAIProcessor:
         self._queue()
         fut = self.bus.waiter(task_id)  # registered before reading: no lost wake-up
         try:
+            await self.bus.hear_others()  # and another process's ending reaches it
             status = await self.get_task_status(task_id)
             if status is None:
                 raise TaskNotFoundError(f"no task {task_id!r}")
@@ -291,7 +293,13 @@ class AsyncAIProcessor:
         return True
 
     def add_callback(self, event_type: str, callback: Callable[[AITask], Any]) -> None:
-        """Call `callback(task)` on every `event_type` event (sync or async callables)."""
+        """Call `callback(task)` on every `event_type` event (sync or async callables).
+
+        Events of tasks this process runs or cancels reach it at once; other processes'
+        events from the moment this process listens to them: from `start()` on for a
+        callback added before it, else about one round trip later (await
+        `processor.bus.hear_others()` to know that moment).
+        """
         self.bus.add_callback(event_type, callback)
 
     async def get_stats(self) -> dict[str, Any]:

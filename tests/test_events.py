@@ -1,15 +1,17 @@
-"""The event bus's side of other processes' events: what it builds and delivers, and what
-it skips because nobody in this process would receive it."""
+"""The event bus's side of other processes' events: when a process listens to them, what
+it builds and delivers, and what it skips because nobody in this process would receive it."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from redis.asyncio import Redis
 
-from chatroom_async import AITask, TaskStatus
+from chatroom_async import AITask, AsyncAIProcessor, TaskStatus
 from chatroom_async.events import EventBus, event_json, message_json
 from chatroom_async.keys import Keys
+from tests.conftest import MakeProcessor, wait_until
 
 KEYS = Keys("events-test")
 
@@ -73,3 +75,55 @@ async def test_own_events_are_skipped(bus: EventBus, built: list[str]) -> None:
     assert built == [] and got == []
     bus._on_message(KEYS.events, message(("task_completed", task("a", TaskStatus.COMPLETED))))
     assert built == ["a"] and [t.task_id for t in got] == ["a"]
+
+
+async def subscribers(proc: AsyncAIProcessor) -> int:
+    """How many connections listen on the processor's event channel."""
+    assert proc.redis is not None
+    [(_, count)] = await proc.redis.pubsub_numsub(proc.keys.events)
+    return int(count)
+
+
+async def test_a_process_listens_to_others_only_once_someone_would_hear_them(
+        make_processor: MakeProcessor) -> None:
+    worker = await make_processor(max_workers=2)  # the echo backend, no callbacks
+    client = await make_processor(max_workers=0)
+    assert await subscribers(client) == 0  # neither receives the other's events
+    completed: list[AITask] = []
+    heard = asyncio.Event()
+
+    def on_completed(task: AITask) -> None:
+        completed.append(task)
+        heard.set()
+
+    client.add_callback("task_completed", on_completed)
+    await client.bus.hear_others()
+    assert await subscribers(client) == 1
+    task_id = await client.submit_task(1, "chat_completion", {"message": "hi"})
+    await heard.wait()  # run and reported by the worker process, heard by the client's
+    assert [t.task_id for t in completed] == [task_id]
+    assert worker.bus.has_callbacks("task_completed") is False
+
+
+async def test_waiting_for_a_task_listens_before_it_reads(make_processor: MakeProcessor) -> None:
+    client = await make_processor(max_workers=0)
+    task_id = await client.submit_task(1, "chat_completion", {"message": "hi"})
+    assert await subscribers(client) == 0
+    waiting = asyncio.create_task(client.wait_for_task(task_id, timeout=10))
+    await wait_until(lambda: client.bus._hearing.is_set(), client.bus._hearing)
+    assert await subscribers(client) == 1 and not waiting.done()
+    await make_processor(max_workers=1)  # a worker elsewhere runs it
+    final = await waiting
+    assert final["status"] == "completed"
+
+
+async def test_callbacks_added_before_start_listen_from_the_start(
+        make_processor: MakeProcessor, redis: Redis, namespace: str) -> None:
+    proc = AsyncAIProcessor(max_workers=0, redis=redis, namespace=namespace)
+    proc.add_callback("task_failed", lambda task: None)
+    await proc.start()
+    try:
+        await proc.bus.hear_others()
+        assert await subscribers(proc) == 1
+    finally:
+        await proc.stop()
