@@ -10,12 +10,14 @@ slot-second beyond that is lost in one of two places, which this script separate
   of the wave first;
 * **gaps**: a slot with no task, between the end of one task and the start of the next
   (recording the outcome, claiming the next task, starting it), plus the slots that
-  idle at the very end while the last tasks finish.
+  idle at the start until the first wave has started and at the very end while the last
+  tasks finish.
 
 It prints the efficiency (the benchmark's figure: 1st start → last end, of the ideal),
-both losses per task, the worker's CPU time per task, and the server time per script call
-(`INFO commandstats`, server-wide: other clients of the same server add to it). A script
-that prints figures, not a test. Run from the repository root:
+both losses per task, the worker's CPU time per task, the server time per EVALSHA (every
+script the worker runs: claims, finishes, finish-and-claims, renewals) and per ZADD
+command inside them (`INFO commandstats`, server-wide: other clients of the same server
+add to both). A script that prints figures, not a test. Run from the repository root:
 
     .venv/bin/python benchmarks/io_anatomy.py [--redis-url URL] [--prefetch N] [--repeat R]
 
@@ -68,25 +70,27 @@ async def measure(url: str, tasks: int, sleep_s: float, slots: int,
             all_done.set()
         return {"ok": True}
 
+    client = AsyncAIProcessor(redis_url=url, namespace=namespace, max_workers=0)
+    worker = AsyncAIProcessor(redis_url=url, namespace=namespace, max_workers=slots,
+                              backend=FunctionBackend(body),
+                              settings=ProcessorSettings(prefetch=prefetch))
     try:
-        client = AsyncAIProcessor(redis_url=url, namespace=namespace, max_workers=0)
         await client.start()
         request = {"user_id": USER_ID, "request_type": REQUEST_TYPE,
                    "request_data": REQUEST_DATA}
         for first in range(0, tasks, 100):
             await client.submit_many([dict(request) for _ in range(min(100, tasks - first))])
-        await client.stop()  # its event subscription would share the worker's loop
-        worker = AsyncAIProcessor(redis_url=url, namespace=namespace, max_workers=slots,
-                                  backend=FunctionBackend(body),
-                                  settings=ProcessorSettings(prefetch=prefetch))
+        await client.stop()  # only the worker runs on this loop while it is timed
         server_before = await _server_time(admin)
         cpu_before = time.process_time()
         await worker.start()
-        await all_done.wait()
+        # Generous: the ideal is tasks × sleep / slots; a task lost for good would hang.
+        await asyncio.wait_for(all_done.wait(), timeout=60 + 10 * tasks * sleep_s / slots)
         cpu = time.process_time() - cpu_before
         server_after = await _server_time(admin)
-        await worker.stop()
-    finally:
+    finally:  # both stopped before the purge, so that neither writes a key after it
+        await worker.stop(drain_timeout_s=0)
+        await client.stop()
         await TaskQueue(admin, Keys(namespace)).purge()
         await admin.aclose()
 

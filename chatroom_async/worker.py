@@ -354,8 +354,9 @@ class WorkerPool:
     async def _adopt(self, result: ClaimResult, now: float) -> None:
         """Run tasks the flusher claimed, unless stop() began meanwhile."""
         if self._stopping:
-            await self._quietly("hand back claimed tasks", self.queue.release(
-                [(c.task_id, c.token) for c in result.claimed]))
+            if result.claimed:
+                await self._quietly("hand back claimed tasks", self.queue.release(
+                    [(c.task_id, c.token) for c in result.claimed]))
             return
         for task_id in result.dead:
             self._spawn(self._announce_dead(task_id))

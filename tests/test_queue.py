@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from chatroom_async.keys import Keys
 from chatroom_async.queue import Outcome, TaskQueue
@@ -62,6 +64,13 @@ async def test_the_in_flight_set_stays_in_the_skiplist_encoding(real_redis: Redi
                                                                  namespace: str) -> None:
     """The point of the anchor (see lua/claim.lua): a real Redis would otherwise keep a
     set of fewer than 129 short members in the listpack encoding."""
+    try:
+        limit = (await real_redis.config_get("zset-max-listpack-value")).get(
+            "zset-max-listpack-value")
+    except ResponseError:  # CONFIG disabled on this server
+        limit = None
+    if limit is None or int(limit) >= 72:  # the anchor is 72 bytes
+        pytest.skip(f"this server keeps members of up to {limit} bytes in a listpack")
     queue = TaskQueue(real_redis, Keys(namespace))
     try:
         await add(queue, "a")
