@@ -6,6 +6,10 @@ too, skipping its own (each message names its origin). So a chat server that run
 workers still gets `task_completed` for a reply computed in a worker process. A process
 subscribes to the event channel only once it has a callback or a waiter: a worker process
 with neither would receive every other worker's events just to drop them.
+
+Pub/sub forgets what it sent while a subscriber was disconnected. The listener reconnects
+(redis-py subscribes again) and then wakes every waiter with None, "look at the record
+again", since a task may have finished unheard.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 
 from .keys import Keys
 from .records import status_dict
@@ -62,14 +67,18 @@ class EventBus:
         self._own_prefix = message_json(origin, [])[:-2]  # '{"origin":"<id>","events":['
         self.on_cancel = on_cancel
         self._callbacks: dict[str, list[Callback]] = {name: [] for name in EVENT_TYPES}
-        self._waiters: dict[str, list[asyncio.Future[AITask]]] = {}
+        # None wakes a waiter to read the task's record again (see the module docstring).
+        self._waiters: dict[str, list[asyncio.Future[AITask | None]]] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._keys: Keys | None = None
         self._subscribing: asyncio.Task[None] | None = None  # to the event channel
-        self._hearing = asyncio.Event()  # the server confirmed that subscription
+        self._hearing: asyncio.Event | None = None  # the server confirmed that subscription
+        self._closing = False
+        self._lost = False  # the connection dropped; set again once resubscribed
         self.callback_errors = 0
+        self.lost_connections = 0
 
     def add_callback(self, event: str, callback: Callback) -> None:
         """Register `callback(task)` (sync or async) for `event`.
@@ -77,7 +86,7 @@ class EventBus:
         Events of this process reach it at once. Other processes' events reach it once this
         process is subscribed to them: from start() on if a callback was added before it,
         else about one round trip after the first callback is added (`hear_others` waits
-        for that moment).
+        for that moment). Events published while the connection is down are not heard.
 
         Raises:
             ValueError: for an unknown event name (the chapter ignored those silently).
@@ -119,13 +128,14 @@ class EventBus:
             self.callback_errors += 1
             log.exception("async callback for %s raised", event)
 
-    def waiter(self, task_id: str) -> asyncio.Future[AITask]:
-        """A future resolved with the task when it finishes (registered before reading)."""
-        fut: asyncio.Future[AITask] = asyncio.get_running_loop().create_future()
+    def waiter(self, task_id: str) -> asyncio.Future[AITask | None]:
+        """A future resolved with the task when it finishes (registered before reading), or
+        with None when the task may have finished unheard: read its record again."""
+        fut: asyncio.Future[AITask | None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(task_id, []).append(fut)
         return fut
 
-    def drop_waiter(self, task_id: str, fut: asyncio.Future[AITask]) -> None:
+    def drop_waiter(self, task_id: str, fut: asyncio.Future[AITask | None]) -> None:
         waiters = self._waiters.get(task_id)
         if waiters and fut in waiters:
             waiters.remove(fut)
@@ -138,7 +148,8 @@ class EventBus:
         self._keys = keys
         self._pubsub = redis.pubsub()
         self._subscribing = None
-        self._hearing.clear()
+        self._hearing = asyncio.Event()  # made here: an Event belongs to one event loop
+        self._closing = self._lost = False
         await self._pubsub.subscribe(keys.cancel)
         self._listener = asyncio.create_task(self._listen(), name="chatroom_async.events")
         if any(self._callbacks.values()):
@@ -146,11 +157,13 @@ class EventBus:
 
     def _subscribe_soon(self) -> None:
         """Start subscribing to the event channel, once per connection."""
-        if self._subscribing is not None:
+        if self._subscribing is not None or self._closing:
             return
         try:
             asyncio.get_running_loop()
-        except RuntimeError:  # called outside the loop: `hear_others` subscribes later
+        except RuntimeError:
+            log.warning("a callback added outside the event loop hears other processes' "
+                        "events only after the next wait_for_task or hear_others()")
             return
         self._subscribing = asyncio.create_task(self._subscribe(),
                                                 name="chatroom_async.events.subscribe")
@@ -163,28 +176,56 @@ class EventBus:
         """Subscribe to other processes' events if this process is not yet, and return once
         the server has confirmed it (or the connection is gone): every event published
         after that reaches this process. Does nothing before `connect`."""
-        if self._pubsub is None or self._listener is None:
+        if self._pubsub is None or self._listener is None or self._hearing is None:
             return
         self._subscribe_soon()
         if not self._hearing.is_set():
             heard = asyncio.ensure_future(self._hearing.wait())
-            try:  # the listener ends when the connection does: then nothing will be heard
+            try:  # the listener ends only with close(): then nothing will be heard
                 await asyncio.wait({heard, self._listener}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 heard.cancel()
 
     async def _listen(self) -> None:
-        assert self._pubsub is not None and self._keys is not None
-        async for message in self._pubsub.listen():
-            kind = message["type"]
-            if kind == "subscribe" and message["channel"] == self._keys.events:
-                self._hearing.set()
-            if kind != "message":
-                continue
+        """Deliver messages until close(). A lost connection is retried with backoff."""
+        assert self._pubsub is not None
+        delay = 0.05
+        while self._pubsub.subscribed:
             try:
-                self._on_message(message["channel"], message["data"])
-            except Exception:
-                log.exception("bad message on %s", message.get("channel"))
+                async for message in self._pubsub.listen():
+                    delay = 0.05
+                    self._dispatch(message)
+                return  # unsubscribed: close()
+            except (RedisError, OSError) as exc:
+                self.lost_connections += 1
+                self._lost = True
+                if self._hearing is not None:
+                    self._hearing.clear()
+                log.warning("events connection lost (%r); listening again in %.2f s", exc, delay)
+                await self._pause(delay)
+                delay = min(2 * delay, 2.0)
+
+    async def _pause(self, seconds: float) -> None:
+        """The backoff before listening again after a lost connection (not a poll)."""
+        await asyncio.sleep(seconds)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        assert self._keys is not None and self._hearing is not None
+        kind = message["type"]
+        if kind == "subscribe" and message["channel"] == self._keys.events:
+            self._hearing.set()
+            if self._lost:  # subscribed again: whatever ended meanwhile went unheard
+                self._lost = False
+                for waiters in list(self._waiters.values()):
+                    for fut in waiters:
+                        if not fut.done():
+                            fut.set_result(None)
+        if kind != "message":
+            return
+        try:
+            self._on_message(message["channel"], message["data"])
+        except Exception:
+            log.exception("bad message on %s", message.get("channel"))
 
     def _on_message(self, channel: str, data: str) -> None:
         assert self._keys is not None
@@ -210,6 +251,7 @@ class EventBus:
 
     async def close(self) -> None:
         """Stop listening and wait for running async callbacks (cancelled after 5 s)."""
+        self._closing = True
         if self._subscribing is not None:
             await asyncio.gather(self._subscribing, return_exceptions=True)
             self._subscribing = None

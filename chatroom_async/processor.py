@@ -256,23 +256,34 @@ class AsyncAIProcessor:
             TaskWaitTimeout: still unfinished after `timeout` seconds.
         """
         self._queue()
-        fut = self.bus.waiter(task_id)  # registered before reading: no lost wake-up
         try:
-            await self.bus.hear_others()  # and another process's ending reaches it
-            status = await self.get_task_status(task_id)
-            if status is None:
-                raise TaskNotFoundError(f"no task {task_id!r}")
-            if TaskStatus(status["status"]).finished:
-                return status
-            try:
-                async with asyncio.timeout(timeout):
-                    await fut
-            except TimeoutError:
-                raise TaskWaitTimeout(f"task {task_id} unfinished after {timeout} s") from None
-            final = await self.get_task_status(task_id)
-            return final if final is not None else status_dict(fut.result())
-        finally:
-            self.bus.drop_waiter(task_id, fut)
+            async with asyncio.timeout(timeout):
+                while True:
+                    fut = self.bus.waiter(task_id)  # registered before reading: no lost wake-up
+                    try:
+                        await self.bus.hear_others()  # and another process's ending reaches it
+                        status = await self.get_task_status(task_id)
+                        if status is None:
+                            raise TaskNotFoundError(f"no task {task_id!r}")
+                        if TaskStatus(status["status"]).finished:
+                            return status
+                        task = await fut
+                    finally:
+                        self.bus.drop_waiter(task_id, fut)
+                    if task is not None:  # else the connection dropped: read the record again
+                        final = await self.get_task_status(task_id)
+                        return final if final is not None else status_dict(task)
+        except TimeoutError:
+            raise TaskWaitTimeout(f"task {task_id} unfinished after {timeout} s") from None
+
+    async def hear_others(self) -> None:
+        """Listen to other processes' events now, and return once they reach this process.
+
+        A processor subscribes to them only when something would receive them (a callback,
+        a `wait_for_task`); a callback added after `start()` hears them about one round
+        trip later, and awaiting this tells that moment.
+        """
+        await self.bus.hear_others()
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a queued, waiting or running task (in any process).
@@ -297,8 +308,8 @@ class AsyncAIProcessor:
 
         Events of tasks this process runs or cancels reach it at once; other processes'
         events from the moment this process listens to them: from `start()` on for a
-        callback added before it, else about one round trip later (await
-        `processor.bus.hear_others()` to know that moment).
+        callback added before it, else about one round trip later (`await
+        processor.hear_others()` returns at that moment).
         """
         self.bus.add_callback(event_type, callback)
 

@@ -4,6 +4,7 @@ it builds and delivers, and what it skips because nobody in this process would r
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -11,7 +12,8 @@ from redis.asyncio import Redis
 from chatroom_async import AITask, AsyncAIProcessor, TaskStatus
 from chatroom_async.events import EventBus, event_json, message_json
 from chatroom_async.keys import Keys
-from tests.conftest import MakeProcessor, wait_until
+from chatroom_async.queue import TaskQueue
+from tests.conftest import Gate, MakeProcessor
 
 KEYS = Keys("events-test")
 
@@ -97,10 +99,11 @@ async def test_a_process_listens_to_others_only_once_someone_would_hear_them(
         heard.set()
 
     client.add_callback("task_completed", on_completed)
-    await client.bus.hear_others()
+    await client.hear_others()
     assert await subscribers(client) == 1
     task_id = await client.submit_task(1, "chat_completion", {"message": "hi"})
-    await heard.wait()  # run and reported by the worker process, heard by the client's
+    async with asyncio.timeout(10):
+        await heard.wait()  # run and reported by the worker, heard by the client
     assert [t.task_id for t in completed] == [task_id]
     assert worker.bus.has_callbacks("task_completed") is False
 
@@ -109,21 +112,89 @@ async def test_waiting_for_a_task_listens_before_it_reads(make_processor: MakePr
     client = await make_processor(max_workers=0)
     task_id = await client.submit_task(1, "chat_completion", {"message": "hi"})
     assert await subscribers(client) == 0
+    listening_at_read: list[bool] = []
+    get_task_status = client.get_task_status
+
+    async def noted_read(tid: str) -> Any:
+        listening_at_read.append(await subscribers(client) == 1)
+        return await get_task_status(tid)
+
+    client.get_task_status = noted_read  # type: ignore[method-assign]
     waiting = asyncio.create_task(client.wait_for_task(task_id, timeout=10))
-    await wait_until(lambda: client.bus._hearing.is_set(), client.bus._hearing)
-    assert await subscribers(client) == 1 and not waiting.done()
     await make_processor(max_workers=1)  # a worker elsewhere runs it
     final = await waiting
     assert final["status"] == "completed"
+    assert listening_at_read and all(listening_at_read)
 
 
 async def test_callbacks_added_before_start_listen_from_the_start(
-        make_processor: MakeProcessor, redis: Redis, namespace: str) -> None:
+        redis: Redis, namespace: str) -> None:
     proc = AsyncAIProcessor(max_workers=0, redis=redis, namespace=namespace)
     proc.add_callback("task_failed", lambda task: None)
     await proc.start()
     try:
-        await proc.bus.hear_others()
+        subscribing = proc.bus._subscribing
+        assert subscribing is not None  # started by start(), not by the wait below
+        await subscribing
+        await proc.hear_others()
         assert await subscribers(proc) == 1
     finally:
         await proc.stop()
+
+
+async def test_a_task_that_ends_while_the_connection_is_down_is_still_seen(
+        real_redis: Redis, namespace: str) -> None:
+    """On the real server only: fakeredis's connections do not fail a pending read when
+    they are closed."""
+    client = AsyncAIProcessor(max_workers=0, redis=real_redis, namespace=namespace)
+    gate = Gate()
+    worker = AsyncAIProcessor(max_workers=1, redis=real_redis, namespace=namespace,
+                              backend=gate)
+    await client.start()
+    await worker.start()
+    try:
+        await _missed_while_down(client, worker, gate)
+    finally:
+        await worker.stop(drain_timeout_s=1.0)
+        await client.stop()
+        await TaskQueue(real_redis, Keys(namespace)).purge()
+
+
+async def _missed_while_down(client: AsyncAIProcessor, worker: AsyncAIProcessor,
+                             gate: Gate) -> None:
+    task_id = await client.submit_task(1, "chat_completion", {"message": "hi"})
+    await gate.entered.wait()
+    read = asyncio.Event()
+    get_task_status = client.get_task_status
+
+    async def noted_read(tid: str) -> Any:
+        status = await get_task_status(tid)
+        read.set()
+        return status
+
+    client.get_task_status = noted_read  # type: ignore[method-assign]
+    # The listener's connection goes down and stays down until `back` is set: redis-py
+    # reconnects (and subscribes again) inside the read that failed.
+    assert client.bus._pubsub is not None and client.bus._pubsub.connection is not None
+    connection = client.bus._pubsub.connection
+    reconnecting, back = asyncio.Event(), asyncio.Event()
+    connect = connection.connect
+
+    async def held_connect() -> None:
+        reconnecting.set()
+        await back.wait()
+        await connect()
+
+    waiting = asyncio.create_task(client.wait_for_task(task_id, timeout=10))
+    async with asyncio.timeout(10):
+        await read.wait()  # the waiter is registered and the task was still running
+        connection.connect = held_connect  # type: ignore[method-assign]
+        await connection.disconnect()
+        await reconnecting.wait()  # the client hears nothing now
+        assert await subscribers(client) == 0
+        gate.release.set()
+        await worker.wait_for_task(task_id)  # recorded and published: the client missed it
+        assert not waiting.done()
+        back.set()
+        final = await waiting
+    assert final["status"] == "completed" and client.bus.lost_connections == 1

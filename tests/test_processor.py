@@ -262,6 +262,7 @@ async def test_events_reach_another_process(make_processor: MakeProcessor) -> No
     done = asyncio.Event()
     for name in ("task_started", "task_completed"):
         client.add_callback(name, lambda t, n=name: (seen.append((n, t.task_id)), done.set()))
+    await client.hear_others()  # added after start: other processes' events from here on
     await make_processor(max_workers=1)
     task_id = await client.submit_task(**CHAT)
     final = await client.wait_for_task(task_id, timeout=10)
@@ -290,6 +291,7 @@ async def test_streamed_chunks_become_progress_events(make_processor: MakeProces
     worker = await make_processor(max_workers=1, backend=Streamer())
     worker.add_callback("task_progress", lambda t: local.append(t.progress["text"]))
     client.add_callback("task_progress", lambda t: (remote.append(t.progress["text"]), done.set()))
+    await client.hear_others()
     task_id = await client.submit_task(**CHAT)
     final = await client.wait_for_task(task_id, timeout=10)
     assert final["result"] == {"response": "你好！"}
