@@ -170,12 +170,17 @@ class EventBus:
 
     async def _subscribe(self) -> None:
         assert self._pubsub is not None and self._keys is not None
-        await self._pubsub.subscribe(self._keys.events)
+        try:
+            await self._pubsub.subscribe(self._keys.events)
+        except (RedisError, OSError) as exc:  # the next callback or waiter tries again
+            log.warning("could not subscribe to other processes' events: %r", exc)
+            self._subscribing = None
 
     async def hear_others(self) -> None:
         """Subscribe to other processes' events if this process is not yet, and return once
-        the server has confirmed it (or the connection is gone): every event published
-        after that reaches this process. Does nothing before `connect`."""
+        the server has confirmed it (or the bus is closed): every event published after
+        that reaches this process. Does nothing before `connect`. While Redis cannot be
+        reached this waits: bound it with a timeout."""
         if self._pubsub is None or self._listener is None or self._hearing is None:
             return
         self._subscribe_soon()
@@ -235,9 +240,8 @@ class EventBus:
             return
         if data.startswith(self._own_prefix):
             return  # our own events, already delivered here: skip without parsing them
-        # Every process hears every other's events. A worker process with no callbacks and
-        # no waiters would otherwise rebuild a task for each of them only to drop it (the
-        # larger part of a second worker process's cost over the first).
+        # A process stays subscribed after its last waiter is gone: with nobody here to
+        # deliver to, or nobody for this event, the task is not even rebuilt.
         if not self._waiters and not any(self._callbacks.values()):
             return
         payload = orjson.loads(data)

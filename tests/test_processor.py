@@ -56,6 +56,18 @@ async def test_pending_status_before_any_worker(make_processor: MakeProcessor) -
         await client.wait_for_task(task_id, timeout=0.05)
 
 
+async def test_a_finished_task_is_returned_even_with_no_time_to_wait(
+        make_processor: MakeProcessor) -> None:
+    proc = await make_processor(max_workers=1)
+    task_id = await proc.submit_task(**CHAT)
+    final = await proc.wait_for_task(task_id, timeout=10)
+    # A client that has not subscribed yet: its deadline passes while it subscribes.
+    client = await make_processor(max_workers=0)
+    assert await client.wait_for_task(task_id, timeout=0) == final
+    with pytest.raises(TaskNotFoundError):
+        await client.wait_for_task("no-such-task", timeout=0)
+
+
 async def test_strict_priority_then_fifo(make_processor: MakeProcessor) -> None:
     client = await make_processor(max_workers=0)
     order = [TaskPriority.LOW, TaskPriority.NORMAL, TaskPriority.URGENT, TaskPriority.HIGH,
