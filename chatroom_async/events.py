@@ -5,7 +5,8 @@ the namespace's channel; it hears everyone else's through one subscription and f
 too, skipping its own (each message names its origin). So a chat server that runs no
 workers still gets `task_completed` for a reply computed in a worker process. A process
 subscribes to the event channel only once it has a callback or a waiter: a worker process
-with neither would receive every other worker's events just to drop them.
+with neither would receive every other worker's events just to drop them, and a client that
+only submits would receive every worker's.
 
 Pub/sub forgets what it sent while a subscriber was disconnected. The listener reconnects
 (redis-py subscribes again) and then wakes every waiter with None, "look at the record
@@ -73,7 +74,7 @@ class EventBus:
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._keys: Keys | None = None
-        self._subscribing: asyncio.Task[None] | None = None  # to the event channel
+        self._subscribing: asyncio.Future[None] | None = None  # to the event channel
         self._hearing: asyncio.Event | None = None  # the server confirmed that subscription
         self._closing = False
         self._lost = False  # the connection dropped; set again once resubscribed
@@ -144,16 +145,20 @@ class EventBus:
 
     async def connect(self, redis: Redis, keys: Keys) -> None:
         """Subscribe to the namespace's cancel channel, and to its event channel if a
-        callback is registered already; then start listening."""
+        callback is registered already (else on the first callback or waiter); then start
+        listening."""
         self._keys = keys
         self._pubsub = redis.pubsub()
-        self._subscribing = None
         self._hearing = asyncio.Event()  # made here: an Event belongs to one event loop
         self._closing = self._lost = False
-        await self._pubsub.subscribe(keys.cancel)
-        self._listener = asyncio.create_task(self._listen(), name="chatroom_async.events")
+        self._subscribing = None
         if any(self._callbacks.values()):
-            self._subscribe_soon()
+            await self._pubsub.subscribe(keys.cancel, keys.events)  # sent before we return
+            self._subscribing = asyncio.get_running_loop().create_future()
+            self._subscribing.set_result(None)
+        else:
+            await self._pubsub.subscribe(keys.cancel)
+        self._listener = asyncio.create_task(self._listen(), name="chatroom_async.events")
 
     def _subscribe_soon(self) -> None:
         """Start subscribing to the event channel, once per connection."""

@@ -94,8 +94,8 @@ class AsyncAIProcessor:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        """Connect, listen for cancels (and for events, once a callback or waiter needs
-        them), start the workers. Idempotent."""
+        """Connect, listen for cancels (and for other processes' events, once a callback
+        or waiter needs them), start the workers. Idempotent."""
         if self.running:
             return
         if self._given_redis is not None:
@@ -288,8 +288,9 @@ class AsyncAIProcessor:
         """Listen to other processes' events now, and return once they reach this process.
 
         A processor subscribes to them only when something would receive them (a callback,
-        a `wait_for_task`); a callback added after `start()` hears them about one round
-        trip later, and awaiting this tells that moment.
+        a `wait_for_task`): at `start()` for a callback added before it, else when the
+        first one comes, so a callback added after `start()` hears them from about one
+        round trip later; awaiting this tells that moment.
         """
         await self.bus.hear_others()
 
@@ -316,7 +317,7 @@ class AsyncAIProcessor:
 
         Events of tasks this process runs or cancels reach it at once; other processes'
         events from the moment this process listens to them: from `start()` on for a
-        callback added before it, else about one round trip later (`await
+        callback added before it, else from about one round trip later (`await
         processor.hear_others()` returns at that moment).
         """
         self.bus.add_callback(event_type, callback)

@@ -86,56 +86,56 @@ async def subscribers(proc: AsyncAIProcessor) -> int:
     return int(count)
 
 
-async def test_a_process_listens_to_others_only_once_someone_would_hear_them(
+async def test_a_client_that_only_submits_does_not_listen(
         make_processor: MakeProcessor) -> None:
-    worker = await make_processor(max_workers=2)  # the echo backend, no callbacks
     client = await make_processor(max_workers=0)
-    assert await subscribers(client) == 0  # neither receives the other's events
-    completed: list[AITask] = []
-    heard = asyncio.Event()
-
-    def on_completed(task: AITask) -> None:
-        completed.append(task)
-        heard.set()
-
-    client.add_callback("task_completed", on_completed)
-    await client.hear_others()
-    assert await subscribers(client) == 1
+    await make_processor(max_workers=1)
     task_id = await client.submit_task(1, "chat_completion", {"message": "hi"})
-    async with asyncio.timeout(10):
-        await heard.wait()  # run and reported by the worker, heard by the client
-    assert [t.task_id for t in completed] == [task_id]
-    assert worker.bus.has_callbacks("task_completed") is False
+    assert await subscribers(client) == 0  # the worker's events for it go nowhere here
+    final = await client.wait_for_task(task_id, timeout=10)  # this one listens first
+    assert final["status"] == "completed" and await subscribers(client) == 1
+
+
+async def test_a_worker_process_listens_only_once_someone_would_hear(
+        make_processor: MakeProcessor) -> None:
+    worker = await make_processor(max_workers=2)  # no callbacks, no waiters
+    assert await subscribers(worker) == 0  # it does not receive the others' events
+    worker.add_callback("task_completed", lambda task: None)
+    await worker.hear_others()
+    assert await subscribers(worker) == 1
 
 
 async def test_waiting_for_a_task_listens_before_it_reads(make_processor: MakeProcessor) -> None:
-    client = await make_processor(max_workers=0)
-    task_id = await client.submit_task(1, "chat_completion", {"message": "hi"})
-    assert await subscribers(client) == 0
+    gate = Gate()
+    waiter = await make_processor(max_workers=1, backend=gate)
+    await waiter.submit_task(1, "chat_completion", {"message": "keeps it busy"})
+    await gate.entered.wait()
+    task_id = await waiter.submit_task(1, "chat_completion", {"message": "runs elsewhere"})
+    assert await subscribers(waiter) == 0
     listening_at_read: list[bool] = []
-    get_task_status = client.get_task_status
+    get_task_status = waiter.get_task_status
 
     async def noted_read(tid: str) -> Any:
-        listening_at_read.append(await subscribers(client) == 1)
+        listening_at_read.append(await subscribers(waiter) == 1)
         return await get_task_status(tid)
 
-    client.get_task_status = noted_read  # type: ignore[method-assign]
-    waiting = asyncio.create_task(client.wait_for_task(task_id, timeout=10))
-    await make_processor(max_workers=1)  # a worker elsewhere runs it
+    waiter.get_task_status = noted_read  # type: ignore[method-assign]
+    waiting = asyncio.create_task(waiter.wait_for_task(task_id, timeout=10))
+    await make_processor(max_workers=1)  # another worker process runs it
     final = await waiting
+    gate.release.set()
     assert final["status"] == "completed"
     assert listening_at_read and all(listening_at_read)
 
 
 async def test_callbacks_added_before_start_listen_from_the_start(
         redis: Redis, namespace: str) -> None:
-    proc = AsyncAIProcessor(max_workers=0, redis=redis, namespace=namespace)
+    proc = AsyncAIProcessor(max_workers=1, redis=redis, namespace=namespace)
     proc.add_callback("task_failed", lambda task: None)
     await proc.start()
     try:
         subscribing = proc.bus._subscribing
-        assert subscribing is not None  # started by start(), not by the wait below
-        await subscribing
+        assert subscribing is not None and subscribing.done()  # by start(), not a wait
         await proc.hear_others()
         assert await subscribers(proc) == 1
     finally:

@@ -61,11 +61,11 @@ async def test_a_finished_task_is_returned_even_with_no_time_to_wait(
     proc = await make_processor(max_workers=1)
     task_id = await proc.submit_task(**CHAT)
     final = await proc.wait_for_task(task_id, timeout=10)
-    # A client that has not subscribed yet: its deadline passes while it subscribes.
-    client = await make_processor(max_workers=0)
-    assert await client.wait_for_task(task_id, timeout=0) == final
+    # A worker process that has not subscribed yet: its deadline passes while it does.
+    other = await make_processor(max_workers=1)
+    assert await other.wait_for_task(task_id, timeout=0) == final
     with pytest.raises(TaskNotFoundError):
-        await client.wait_for_task("no-such-task", timeout=0)
+        await other.wait_for_task("no-such-task", timeout=0)
 
 
 async def test_strict_priority_then_fifo(make_processor: MakeProcessor) -> None:
@@ -274,7 +274,6 @@ async def test_events_reach_another_process(make_processor: MakeProcessor) -> No
     done = asyncio.Event()
     for name in ("task_started", "task_completed"):
         client.add_callback(name, lambda t, n=name: (seen.append((n, t.task_id)), done.set()))
-    await client.hear_others()  # added after start: other processes' events from here on
     await make_processor(max_workers=1)
     task_id = await client.submit_task(**CHAT)
     final = await client.wait_for_task(task_id, timeout=10)
@@ -303,7 +302,6 @@ async def test_streamed_chunks_become_progress_events(make_processor: MakeProces
     worker = await make_processor(max_workers=1, backend=Streamer())
     worker.add_callback("task_progress", lambda t: local.append(t.progress["text"]))
     client.add_callback("task_progress", lambda t: (remote.append(t.progress["text"]), done.set()))
-    await client.hear_others()
     task_id = await client.submit_task(**CHAT)
     final = await client.wait_for_task(task_id, timeout=10)
     assert final["result"] == {"response": "你好！"}

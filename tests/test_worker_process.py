@@ -36,7 +36,6 @@ async def test_sigkilled_worker_loses_nothing(real_namespace: str) -> None:
     started: set[str] = set()
     seen = asyncio.Event()
     client.add_callback("task_started", lambda t: (started.add(t.task_id), seen.set()))
-    await client.hear_others()
     ids = [await client.submit_task(1, "chat_completion", {"message": f"m{i}"}) for i in range(6)]
     worker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "chatroom_async", "worker", "--redis-url", REAL_URL,
@@ -86,7 +85,6 @@ async def test_cancel_reaches_a_task_running_in_another_os_process(real_namespac
     seen = asyncio.Event()
     started: list[str] = []
     client.add_callback("task_started", lambda t: (started.append(t.task_id), seen.set()))
-    await client.hear_others()
     worker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "chatroom_async", "worker", "--redis-url", REAL_URL,
         "--namespace", real_namespace, "--concurrency", "1", "--backend", "sleep:600",
