@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from .errors import ProcessorError
 from .keys import Keys
 from .records import status_dict
 from .task import AITask
@@ -174,12 +175,19 @@ class EventBus:
                                                 name="chatroom_async.events.subscribe")
 
     async def _subscribe(self) -> None:
+        """Send SUBSCRIBE for the event channel, again with backoff while Redis cannot be
+        reached (redis-py remembers a channel only once the command went out)."""
         assert self._pubsub is not None and self._keys is not None
-        try:
-            await self._pubsub.subscribe(self._keys.events)
-        except (RedisError, OSError) as exc:  # the next callback or waiter tries again
-            log.warning("could not subscribe to other processes' events: %r", exc)
-            self._subscribing = None
+        delay = 0.05
+        while not self._closing:
+            try:
+                await self._pubsub.subscribe(self._keys.events)
+                return
+            except (RedisError, OSError) as exc:
+                log.warning("could not subscribe to other processes' events (%r); trying "
+                            "again in %.2f s", exc, delay)
+                await self._pause(delay)
+                delay = min(2 * delay, 2.0)
 
     async def hear_others(self) -> None:
         """Subscribe to other processes' events if this process is not yet, and return once
@@ -203,7 +211,8 @@ class EventBus:
         while self._pubsub.subscribed:
             try:
                 async for message in self._pubsub.listen():
-                    delay = 0.05
+                    if message["type"] == "message":  # a connection that works: reset
+                        delay = 0.05
                     self._dispatch(message)
                 return  # unsubscribed: close()
             except (RedisError, OSError) as exc:
@@ -262,6 +271,7 @@ class EventBus:
         """Stop listening and wait for running async callbacks (cancelled after 5 s)."""
         self._closing = True
         if self._subscribing is not None:
+            self._subscribing.cancel()  # a retry loop while Redis is unreachable
             await asyncio.gather(self._subscribing, return_exceptions=True)
             self._subscribing = None
         if self._pubsub is not None and self._listener is not None:
@@ -283,7 +293,8 @@ class EventBus:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        for waiters in self._waiters.values():
+        for waiters in self._waiters.values():  # a wait_for_task still waiting: tell it why
             for fut in waiters:
-                fut.cancel()
+                if not fut.done():
+                    fut.set_exception(ProcessorError("the processor stopped during the wait"))
         self._waiters.clear()

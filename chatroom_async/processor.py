@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from .attempt import Attempt
 from .backend import AIBackend, InstantBackend
@@ -39,6 +40,10 @@ from .validation import validate_request, validate_task_id
 from .worker import WorkerPool, make_worker_id
 
 log = logging.getLogger("chatroom_async")
+
+# wait_for_task's read after its deadline: long enough for a round trip, short enough that a
+# Redis that does not answer turns into TaskWaitTimeout soon after the deadline.
+_LAST_LOOK_S = 1.0
 
 UserContext = Callable[[int], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 
@@ -276,13 +281,18 @@ class AsyncAIProcessor:
         except TimeoutError:
             pass
         # Out of time (the deadline also bounds the subscription, which waits while Redis
-        # is unreachable): one last look, so a task that is done is never reported late.
-        status = await self.get_task_status(task_id)
+        # is unreachable): one last, short look, so a task that is done is not reported late.
+        unfinished = TaskWaitTimeout(f"task {task_id} unfinished after {timeout} s")
+        try:
+            async with asyncio.timeout(_LAST_LOOK_S):
+                status = await self.get_task_status(task_id)
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise unfinished from exc
         if status is None:
             raise TaskNotFoundError(f"no task {task_id!r}")
         if TaskStatus(status["status"]).finished:
             return status
-        raise TaskWaitTimeout(f"task {task_id} unfinished after {timeout} s")
+        raise unfinished
 
     async def hear_others(self) -> None:
         """Listen to other processes' events now, and return once they reach this process.

@@ -4,12 +4,14 @@ it builds and delivers, and what it skips because nobody in this process would r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from chatroom_async import AITask, AsyncAIProcessor, TaskStatus
+from chatroom_async import AITask, AsyncAIProcessor, ProcessorError, TaskStatus
 from chatroom_async.events import EventBus, event_json, message_json
 from chatroom_async.keys import Keys
 from chatroom_async.queue import TaskQueue
@@ -85,6 +87,24 @@ async def subscribers(proc: AsyncAIProcessor) -> int:
     [(_, count)] = await proc.redis.pubsub_numsub(proc.keys.events)
     return int(count)
 
+def note_reads(proc: AsyncAIProcessor, before: Callable[[], Awaitable[None]] | None = None
+               ) -> asyncio.Event:
+    """Set the returned event after each `get_task_status` of `proc` (a waiting
+    `wait_for_task` has then read the record); `before` runs ahead of each read."""
+    read = asyncio.Event()
+    get_task_status = proc.get_task_status
+
+    async def noted_read(task_id: str) -> Any:
+        if before is not None:
+            await before()
+        status = await get_task_status(task_id)
+        read.set()
+        return status
+
+    proc.get_task_status = noted_read  # type: ignore[method-assign]
+    return read
+
+
 
 async def test_a_client_that_only_submits_does_not_listen(
         make_processor: MakeProcessor) -> None:
@@ -109,17 +129,16 @@ async def test_waiting_for_a_task_listens_before_it_reads(make_processor: MakePr
     gate = Gate()
     waiter = await make_processor(max_workers=1, backend=gate)
     await waiter.submit_task(1, "chat_completion", {"message": "keeps it busy"})
-    await gate.entered.wait()
+    async with asyncio.timeout(10):
+        await gate.entered.wait()
     task_id = await waiter.submit_task(1, "chat_completion", {"message": "runs elsewhere"})
     assert await subscribers(waiter) == 0
     listening_at_read: list[bool] = []
-    get_task_status = waiter.get_task_status
 
-    async def noted_read(tid: str) -> Any:
+    async def note_listening() -> None:
         listening_at_read.append(await subscribers(waiter) == 1)
-        return await get_task_status(tid)
 
-    waiter.get_task_status = noted_read  # type: ignore[method-assign]
+    note_reads(waiter, before=note_listening)
     waiting = asyncio.create_task(waiter.wait_for_task(task_id, timeout=10))
     await make_processor(max_workers=1)  # another worker process runs it
     final = await waiting
@@ -163,16 +182,9 @@ async def test_a_task_that_ends_while_the_connection_is_down_is_still_seen(
 async def _missed_while_down(client: AsyncAIProcessor, worker: AsyncAIProcessor,
                              gate: Gate) -> None:
     task_id = await client.submit_task(1, "chat_completion", {"message": "hi"})
-    await gate.entered.wait()
-    read = asyncio.Event()
-    get_task_status = client.get_task_status
-
-    async def noted_read(tid: str) -> Any:
-        status = await get_task_status(tid)
-        read.set()
-        return status
-
-    client.get_task_status = noted_read  # type: ignore[method-assign]
+    async with asyncio.timeout(10):
+        await gate.entered.wait()
+    read = note_reads(client)
     # The listener's connection goes down and stays down until `back` is set: redis-py
     # reconnects (and subscribes again) inside the read that failed.
     assert client.bus._pubsub is not None and client.bus._pubsub.connection is not None
@@ -185,7 +197,8 @@ async def _missed_while_down(client: AsyncAIProcessor, worker: AsyncAIProcessor,
         await back.wait()
         await connect()
 
-    waiting = asyncio.create_task(client.wait_for_task(task_id, timeout=10))
+    # Its own deadline is far: only the wake-up after the reconnect can end it in time.
+    waiting = asyncio.create_task(client.wait_for_task(task_id, timeout=60))
     async with asyncio.timeout(10):
         await read.wait()  # the waiter is registered and the task was still running
         connection.connect = held_connect  # type: ignore[method-assign]
@@ -196,5 +209,44 @@ async def _missed_while_down(client: AsyncAIProcessor, worker: AsyncAIProcessor,
         await worker.wait_for_task(task_id)  # recorded and published: the client missed it
         assert not waiting.done()
         back.set()
+    async with asyncio.timeout(5):
         final = await waiting
     assert final["status"] == "completed" and client.bus.lost_connections == 1
+
+
+async def test_a_failed_subscription_is_sent_again(make_processor: MakeProcessor) -> None:
+    worker = await make_processor(max_workers=1)
+    bus = worker.bus
+    assert bus._pubsub is not None
+    subscribe = bus._pubsub.subscribe
+    failures: list[str] = []
+
+    async def refused_once(*channels: str) -> None:
+        if not failures:
+            failures.append(channels[0])
+            raise RedisConnectionError("refused")
+        await subscribe(*channels)
+
+    pauses: list[float] = []
+
+    async def no_pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    bus._pubsub.subscribe = refused_once  # type: ignore[method-assign]
+    bus._pause = no_pause  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        await worker.hear_others()
+    assert failures == [worker.keys.events] and pauses == [0.05]
+    assert await subscribers(worker) == 1
+
+
+async def test_stopping_during_a_wait_says_so(make_processor: MakeProcessor) -> None:
+    client = await make_processor(max_workers=0)
+    task_id = await client.submit_task(1, "chat_completion", {"message": "nobody runs it"})
+    read = note_reads(client)
+    waiting = asyncio.create_task(client.wait_for_task(task_id))
+    async with asyncio.timeout(5):
+        await read.wait()  # the wait has read the record and waits for the event
+        await client.stop()
+        with pytest.raises(ProcessorError, match="stopped"):
+            await waiting

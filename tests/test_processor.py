@@ -23,6 +23,7 @@ from chatroom_async import (
     TaskWaitTimeout,
     ValidationError,
 )
+import chatroom_async.processor as processor_module
 from tests.conftest import Gate, MakeProcessor, wait_until
 
 CHAT = {"user_id": 1, "request_type": "chat_completion", "request_data": {"message": "你好"}}
@@ -66,6 +67,27 @@ async def test_a_finished_task_is_returned_even_with_no_time_to_wait(
     assert await other.wait_for_task(task_id, timeout=0) == final
     with pytest.raises(TaskNotFoundError):
         await other.wait_for_task("no-such-task", timeout=0)
+
+
+async def test_a_last_look_that_gets_no_answer_is_a_timeout(
+        make_processor: MakeProcessor, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = await make_processor(max_workers=0)
+    task_id = await client.submit_task(**CHAT)  # no worker: it stays pending
+    monkeypatch.setattr(processor_module, "_LAST_LOOK_S", 0.05)
+    get_task_status = client.get_task_status
+    reads = 0
+
+    async def unanswered_after_the_first(tid: str) -> Any:
+        nonlocal reads
+        reads += 1
+        if reads > 1:
+            await asyncio.Event().wait()  # Redis stopped answering
+        return await get_task_status(tid)
+
+    client.get_task_status = unanswered_after_the_first  # type: ignore[method-assign]
+    with pytest.raises(TaskWaitTimeout):
+        await client.wait_for_task(task_id, timeout=0.5)
+    assert reads == 2  # the read in the wait, then the last look that got no answer
 
 
 async def test_strict_priority_then_fifo(make_processor: MakeProcessor) -> None:
