@@ -4,10 +4,9 @@ renewed, outcomes recorded in batches, a graceful drain on stop.
 One fetcher claims as many tasks as there are free slots in one script call and blocks on
 Redis when there is nothing to do (no polling). Each claimed task runs as its own asyncio
 task (the chapter's pool of coroutines; no thread pool, no second semaphore). Outcomes go
-to a flusher that records what finished meanwhile, a few per script call, and, when the
-pool is full, claims new tasks for the freed slots in the same call. Events about a task
-leave this process in order: "started" goes out in the message of the call that records
-the task's end, ahead of it, or in a message before it.
+to the pool's `Outbox` (`outbox.py`), which records what finished meanwhile, a few per
+script call, and, when the pool is full, claims new tasks for the freed slots in the same
+call.
 
 Slots and places are counted by a `SlotLedger` (`slots.py`): the fetcher and the flusher
 both claim, and neither may claim for a place the other is filling. With `prefetch` N > 0
@@ -33,6 +32,7 @@ from .attempt import Attempt
 from .clock import Clock
 from .events import EventBus, event_json, message_json
 from .metrics import LocalMetrics
+from .outbox import Outbox
 from .queue import Claimed, ClaimResult, Outcome, TaskQueue
 from .records import task_from_record, task_from_spec
 from .settings import ProcessorSettings
@@ -40,14 +40,6 @@ from .slots import Run, SlotLedger
 from .task import AITask, TaskStatus
 
 log = logging.getLogger("chatroom_async.worker")
-
-# Outcomes recorded per call. Small, so that the first freed slots of a burst refill while
-# the rest of it is still being recorded: measured with benchmarks/run.py, I/O efficiency
-# (100 tasks of 0.1 s in flight) was 96.1 % at 500, 96.4 % at 25, 97.0-97.1 % at 10, and
-# no better at 5; no-op throughput fell from ~10,000/s to ~7,200/s at 10 (batches that
-# grow within a flush kept the throughput but lost the efficiency).
-_MAX_FINISH_BATCH = 10
-
 
 class WorkerPool:
     """Runs tasks of one namespace in this process.
@@ -73,15 +65,10 @@ class WorkerPool:
         self.running: dict[str, Run] = {}
         self.slots = SlotLedger(concurrency, settings.prefetch)
         self._tasks: set[asyncio.Task[None]] = set()  # every run's task until it ends
-        self._outbox: list[tuple[Outcome, asyncio.Future[bool]]] = []
-        self._outbox_ready = asyncio.Event()
-        self._announce: list[str] = []  # "started" events for the flusher to publish
+        self.outbox = Outbox(self, queue=queue, settings=settings, clock=clock,
+                             origin=bus.origin, worker_id=worker_id)
         self._stopping = False
         self._full = False  # the fetcher waits for a free slot
-        # When the flusher's claims must next promote due retries and reclaim expired
-        # leases: at the earliest known due time, and at least every `_sweep_every_s`.
-        self._sweep_at = float("-inf")
-        self._sweep_every_s = min(1.0, settings.lease_s / 4)
         self._loops: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Future[Any]] = set()
 
@@ -89,7 +76,7 @@ class WorkerPool:
         self._loops = [asyncio.create_task(coro, name=f"chatroom_async.{name}")
                        for name, coro in (("fetch", self._fetch_loop()),
                                           ("renew", self._renew_loop()),
-                                          ("flush", self._flush_loop()))]
+                                          ("flush", self.outbox.run()))]
 
     # -- claiming --------------------------------------------------------------------------
     async def _fetch_loop(self) -> None:
@@ -99,7 +86,7 @@ class WorkerPool:
             # the outcomes of the runs, and the fetcher waits.
             if free <= 0 or self.slots.held:
                 self.slots.freed.clear()
-                self._full = True  # the flusher claims for the places it frees
+                self._full = True  # the outbox claims for the places it frees
                 try:
                     await self.slots.freed.wait()
                 finally:
@@ -117,7 +104,7 @@ class WorkerPool:
             result = await self.queue.claim(now=now, lease_s=self.settings.lease_s,
                                             max_count=free, worker_id=self.worker_id,
                                             extra_deliveries=self.settings.extra_deliveries)
-        self._swept(now, result.next_due)
+        self.outbox.swept(now, result.next_due)
         self._launch(result.claimed, now)  # before any await: the slots stay accounted for
         for task_id in result.dead:
             await self._announce_dead(task_id)
@@ -165,11 +152,10 @@ class WorkerPool:
     def _start(self, run: Run, now: float) -> None:
         run.task.started_at = now
         if self.settings.publish_events:
-            # Sent by the flusher, with the next batch of outcomes (in the same message,
-            # ahead of them) or on their own when there is none: other processes hear
-            # "started" before anything later about the task, and the runs do not wait.
-            self._announce.append(event_json("task_started", run.task))
-            self._outbox_ready.set()
+            # Sent with the next batch of outcomes (in the same message, ahead of them) or
+            # on their own when there is none: other processes hear "started" before
+            # anything later about the task, and the runs do not wait.
+            self.outbox.announce(event_json("task_started", run.task))
         self.running[run.task.task_id] = run
         self.slots.occupy()
         run.handle = asyncio.create_task(self._run(run), name=f"task:{run.task.task_id}")
@@ -196,7 +182,7 @@ class WorkerPool:
         self._spawn(self._fail_corrupt(outcome, task))
 
     async def _fail_corrupt(self, outcome: Outcome, task: AITask) -> None:
-        if await self._submit(outcome):
+        if await self.outbox.submit(outcome):
             self.bus.fire("task_failed", task)
 
     async def _announce_dead(self, task_id: str) -> None:
@@ -222,7 +208,7 @@ class WorkerPool:
             run.submitted = True
             if self.settings.prefetch:  # a held task may take the slot now
                 self._release(run)
-            if await self._submit(outcome):
+            if await self.outbox.submit(outcome):
                 if final.status is TaskStatus.COMPLETED:
                     self.metrics.record(now=final.completed_at or 0.0,
                                         latency=final.latency or 0.0,
@@ -239,7 +225,7 @@ class WorkerPool:
         self._tasks.discard(handle)
         if self.running.get(run.task.task_id) is run:  # not a later delivery of the task
             del self.running[run.task.task_id]
-        self._settle(run)
+        self.settle(run)
 
     def _release(self, run: Run) -> None:
         """Give a run's slot back, once: with prefetch when its attempt ends, else when it
@@ -249,7 +235,7 @@ class WorkerPool:
             if held is not None:
                 self._start(held, self.clock.now())
 
-    def _settle(self, run: Run) -> None:
+    def settle(self, run: Run) -> None:
         """Give a run's place and slot back, once: when its outcome is settled (its
         coroutine then only fires callbacks), or when it ends without one."""
         if self.slots.settle(run):
@@ -267,92 +253,20 @@ class WorkerPool:
         run.handle.cancel()
         return True
 
-    # -- outcomes --------------------------------------------------------------------------
-    async def _submit(self, outcome: Outcome) -> bool:
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._outbox.append((outcome, fut))
-        self._outbox_ready.set()
-        return await fut
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._outbox_ready.wait()
-            self._outbox_ready.clear()
-            await self._flush()
-
-    async def _flush(self) -> None:
-        while self._announce or self._outbox:
-            if not self._outbox:
-                await self._publish_announcements()
-                continue
-            batch = self._outbox[:_MAX_FINISH_BATCH]
-            del self._outbox[:_MAX_FINISH_BATCH]
-            started, self._announce = self._announce, []
-            claimed: ClaimResult | None = None
-            now = self.clock.now()
-            try:
-                recorded, claimed = await self._record([o for o, _ in batch], now, started)
-            except Exception as exc:  # the leases will expire and the tasks run again
-                log.error("worker %s: could not record %d outcomes: %r", self.worker_id,
-                          len(batch), exc)
-                recorded = [False] * len(batch)
-                # The "started" events are dropped, not sent again: the call may have
-                # published them, and a second copy would arrive after the task's end.
-            for (outcome, fut), ok in zip(batch, recorded, strict=True):
-                run = self._run_of(outcome)
-                if run is not None:
-                    self._settle(run)
-                if not fut.done():
-                    fut.set_result(ok)
-            if claimed is not None:  # after the finished runs are woken: events stay in order
-                await self._adopt(claimed, now)
-
-    async def _publish_announcements(self) -> None:
-        started, self._announce = self._announce, []
-        try:
-            await self.queue.publish_event(message_json(self.bus.origin, started))
-        except Exception as exc:  # events are best effort; the records are the truth
-            log.error("worker %s: could not publish started events: %r", self.worker_id, exc)
-
-    def _run_of(self, outcome: Outcome) -> Run | None:
+    # -- outcomes (the outbox's side of the pool) ------------------------------------------
+    def run_of(self, outcome: Outcome) -> Run | None:
         """The run this outcome ends, if it still holds its place."""
         run = self.running.get(outcome.task_id)
         if run is None or run.token != outcome.token or run.settled:
             return None
         return run
 
-    async def _record(self, outcomes: list[Outcome], now: float,
-                      started: list[str]) -> tuple[list[bool], ClaimResult | None]:
-        """Record a batch (publishing `started` events ahead of its own); when the pool is
-        full, claim for the freed places in the same call."""
-        publish = self.settings.publish_events
-        freeing = sum(1 for o in outcomes if self._run_of(o) is not None)
-        places = self.slots.free() + freeing
-        for o in outcomes:  # our own retries: sweep when the first of them is due
-            if o.due is not None:
-                self._sweep_at = min(self._sweep_at, o.due)
-        if not (self._full and not self._stopping and places > 0):
-            return await self.queue.finish(outcomes, origin=self.bus.origin,
-                                           publish=publish, started=started), None
-        sweep = now >= self._sweep_at
-        with self.slots.claim(places):  # until just before _flush places what came back
-            recorded, result = await self.queue.finish_and_claim(
-                outcomes, origin=self.bus.origin, publish=publish, now=now,
-                lease_s=self.settings.lease_s, max_count=places, worker_id=self.worker_id,
-                extra_deliveries=self.settings.extra_deliveries, sweep=sweep, started=started)
-        if sweep:
-            self._swept(now, result.next_due)
-        return recorded, result
+    def claims_with_outcomes(self) -> bool:
+        """While the fetcher waits for a free place, the outbox claims for those it frees."""
+        return self._full and not self._stopping
 
-    def _swept(self, now: float, next_due: float | None) -> None:
-        """After a sweep: the next one when something falls due, or in a while anyway (other
-        processes' retries and dead workers' leases are not announced to busy workers)."""
-        self._sweep_at = now + self._sweep_every_s
-        if next_due is not None:
-            self._sweep_at = min(self._sweep_at, next_due)
-
-    async def _adopt(self, result: ClaimResult, now: float) -> None:
-        """Run tasks the flusher claimed, unless stop() began meanwhile."""
+    async def adopt(self, result: ClaimResult, now: float) -> None:
+        """Run tasks the outbox claimed, unless stop() began meanwhile."""
         if self._stopping:
             if result.claimed:
                 await self._quietly("hand back claimed tasks", self.queue.release(
@@ -408,7 +322,7 @@ class WorkerPool:
         for handle in handles:
             handle.cancel()
         await asyncio.gather(*handles, return_exceptions=True)
-        await self._flush()
+        await self.outbox.flush()
         # If Redis is unreachable now, the leases expire and the tasks run again elsewhere.
         released = await self._quietly("hand back unfinished tasks", self.queue.release(
             [(r.task.task_id, r.token) for r in leftovers]))
