@@ -19,7 +19,7 @@ from .queue import ClaimResult, Outcome, TaskQueue
 from .settings import ProcessorSettings
 from .slots import Run, SlotLedger
 
-log = logging.getLogger("chatroom_async.worker")
+log = logging.getLogger("chatroom_async.worker")  # the pool's logger, as before the move
 
 # Outcomes recorded per call. Small, so that the first freed slots of a burst refill while
 # the rest of it is still being recorded: measured with benchmarks/run.py, I/O efficiency

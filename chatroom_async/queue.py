@@ -127,7 +127,7 @@ class TaskQueue:
         self.dead_letter_cap = dead_letter_cap
         self._scripts = {name: redis.register_script(source) for name, source in SOURCES.items()}
         # One lane per hot caller: submitters, the fetcher (claims, and its blocking wait
-        # on a lane of its own), the flusher.
+        # on a lane of its own), the outbox.
         self._lanes = {name: Lane(redis) for name in ("enqueue", "claim", "wake", "finish")}
         self._enqueue_loaded = False  # SCRIPT LOAD done for enqueue_many's pipelines
 

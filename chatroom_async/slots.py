@@ -2,8 +2,8 @@
 place (an outcome not yet recorded), which claimed tasks wait for a slot (prefetch), and how
 many more tasks claims may ask for.
 
-Bookkeeping only: it starts nothing and talks to no server. The pool (`worker.py`) tells it
-what happened and asks it what is free; `freed` is set whenever a slot or place frees.
+Bookkeeping only: it starts nothing and talks to no server. The pool (`worker.py`) and its
+outbox (`outbox.py`) tell it what happened and ask it what is free; `freed` is set whenever a slot or place frees.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Run:
     token: str
     score: float = 0.0  # its place in the ready set when claimed: lower runs first
     handle: asyncio.Task[None] | None = None
-    submitted: bool = False  # its outcome went to the flusher
+    submitted: bool = False  # its outcome went to the outbox
     released: bool = False  # its slot is free: the attempt ended (prefetch), or settled
     settled: bool = False  # its place is free: outcome settled, or the run ended
     lost: bool = False  # cancelled elsewhere or lease lost: record nothing, release nothing

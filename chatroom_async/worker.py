@@ -8,7 +8,7 @@ to the pool's `Outbox` (`outbox.py`), which records what finished meanwhile, a f
 script call, and, when the pool is full, claims new tasks for the freed slots in the same
 call.
 
-Slots and places are counted by a `SlotLedger` (`slots.py`): the fetcher and the flusher
+Slots and places are counted by a `SlotLedger` (`slots.py`): the fetcher and the outbox
 both claim, and neither may claim for a place the other is filling. With `prefetch` N > 0
 the pool also holds up to N claimed, leased tasks, in the ready set's order; a run frees its
 slot as soon as its attempt ends, and the next held task starts in that moment instead of
@@ -40,6 +40,7 @@ from .slots import Run, SlotLedger
 from .task import AITask, TaskStatus
 
 log = logging.getLogger("chatroom_async.worker")
+
 
 class WorkerPool:
     """Runs tasks of one namespace in this process.
@@ -82,7 +83,7 @@ class WorkerPool:
     async def _fetch_loop(self) -> None:
         while not self._stopping:
             free = self.slots.free()
-            # While tasks are held every slot is busy: the flusher tops the holds up with
+            # While tasks are held every slot is busy: the outbox tops the holds up with
             # the outcomes of the runs, and the fetcher waits.
             if free <= 0 or self.slots.held:
                 self.slots.freed.clear()

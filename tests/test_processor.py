@@ -509,7 +509,7 @@ async def test_a_broken_cache_is_a_miss_not_a_failure(make_processor: MakeProces
 
 async def test_never_more_tasks_at_once_than_max_workers(make_processor: MakeProcessor) -> None:
     # Runs end at uneven times, so outcomes are recorded in batches of every size while
-    # slots free up under both the fetcher and the flusher: neither may claim for a slot
+    # slots free up under both the fetcher and the outbox: neither may claim for a slot
     # the other is already filling.
     rng = random.Random(7)
     turns = [rng.choice((0, 1, 2, 5, 20)) for _ in range(400)]
