@@ -3,7 +3,8 @@ place (an outcome not yet recorded), which claimed tasks wait for a slot (prefet
 many more tasks claims may ask for.
 
 Bookkeeping only: it starts nothing and talks to no server. The pool (`worker.py`) and its
-outbox (`outbox.py`) tell it what happened and ask it what is free; `freed` is set whenever a slot or place frees.
+outbox (`outbox.py`) tell it what happened and ask it what is free; `freed` is set whenever
+a slot or place frees.
 """
 
 from __future__ import annotations
