@@ -102,6 +102,21 @@ async def make_processor(redis: Redis, namespace: str) -> AsyncIterator[MakeProc
     await TaskQueue(redis, Keys(namespace)).purge()
 
 
+class InFlight:
+    """Counts the calls inside `with in_flight:` and the most there were at once (a
+    backend's concurrency, as a worker pool sees it)."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+
+    def __enter__(self) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *exc: object) -> None:
+        self.now -= 1
+
+
 class Gate:
     """A backend whose calls block until released; records who ran and who was cancelled."""
 

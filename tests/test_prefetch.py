@@ -19,7 +19,7 @@ from chatroom_async import (
     RetryPolicy,
     TaskPriority,
 )
-from tests.conftest import MakeProcessor, wait_until
+from tests.conftest import InFlight, MakeProcessor, wait_until
 
 CHAT = {"user_id": 1, "request_type": "chat_completion", "request_data": {"message": "hi"}}
 
@@ -30,7 +30,7 @@ class Turnstile:
     def __init__(self) -> None:
         self.started: list[str] = []
         self.changed = asyncio.Event()
-        self.active = self.peak = 0
+        self.in_flight = InFlight()
         self._gates: dict[str, asyncio.Event] = {}
 
     def _gate(self, task_id: str) -> asyncio.Event:
@@ -41,13 +41,11 @@ class Turnstile:
 
     async def complete(self, request: Any) -> dict[str, Any]:
         self.started.append(request.task_id)
-        self.active += 1
-        self.peak = max(self.peak, self.active)
         self.changed.set()
         try:
-            await self._gate(request.task_id).wait()
+            with self.in_flight:
+                await self._gate(request.task_id).wait()
         finally:
-            self.active -= 1
             self.changed.set()
         return {"response": request.task_id}
 
@@ -114,7 +112,7 @@ async def test_held_tasks_start_as_slots_free_never_beyond_max_workers(
         assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
     # Equal priority: submit order, held ones included (later claims may overlap).
     assert backend.started[:5] == ids[:5] and sorted(backend.started) == sorted(ids)
-    assert backend.peak == 2
+    assert backend.in_flight.peak == 2
 
 
 async def test_outcomes_waiting_to_be_recorded_keep_their_places(
@@ -295,20 +293,15 @@ async def test_retries_with_prefetch_all_end_once_within_the_limits(
     # settle their places like any other, the retries come back through the same claims,
     # and every task completes exactly once, never more than 3 at a time.
     attempts: dict[str, int] = {}
-    active = peak = 0
+    in_flight = InFlight()
     done, ended = [], asyncio.Event()
 
     async def flaky(request: Any) -> dict[str, Any]:
-        nonlocal active, peak
         attempts[request.task_id] = attempts.get(request.task_id, 0) + 1
-        active += 1
-        peak = max(peak, active)
-        try:
+        with in_flight:
             await asyncio.sleep(0)
             if attempts[request.task_id] == 1:
                 raise RateLimitError("slow down")
-        finally:
-            active -= 1
         done.append(request.task_id)
         ended.set()
         return {"response": "ok"}
@@ -322,7 +315,7 @@ async def test_retries_with_prefetch_all_end_once_within_the_limits(
         final = await client.wait_for_task(task_id, timeout=10)
         assert final["status"] == "completed" and final["retry_count"] == 1
     assert sorted(done) == sorted(ids) and set(attempts.values()) == {2}
-    assert peak == 3  # the slots were used, and never beyond
+    assert in_flight.peak == 3  # the slots were used, and never beyond
 
 
 async def test_a_worker_holding_tasks_leaves_the_wake_up_to_an_idle_one(

@@ -24,7 +24,7 @@ from chatroom_async import (
     ValidationError,
 )
 import chatroom_async.processor as processor_module
-from tests.conftest import Gate, MakeProcessor, wait_until
+from tests.conftest import Gate, InFlight, MakeProcessor, wait_until
 
 CHAT = {"user_id": 1, "request_type": "chat_completion", "request_data": {"message": "你好"}}
 
@@ -513,18 +513,13 @@ async def test_never_more_tasks_at_once_than_max_workers(make_processor: MakePro
     # the other is already filling.
     rng = random.Random(7)
     turns = [rng.choice((0, 1, 2, 5, 20)) for _ in range(400)]
-    running, peak, done = 0, 0, asyncio.Event()
+    in_flight, done = InFlight(), asyncio.Event()
     finished: list[str] = []
 
     async def uneven(req: Any) -> dict[str, Any]:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        try:
+        with in_flight:
             for _ in range(turns[len(finished) % len(turns)]):
                 await asyncio.sleep(0)
-        finally:
-            running -= 1
         finished.append(req.task_id)
         done.set()
         return {"response": "ok"}
@@ -534,7 +529,7 @@ async def test_never_more_tasks_at_once_than_max_workers(make_processor: MakePro
                                "request_data": {"message": f"m{i}"}} for i in range(400)])
     await make_processor(max_workers=8, backend=FunctionBackend(uneven))
     await wait_until(lambda: len(finished) == 400, done, timeout=30)
-    assert peak == 8  # full use of the pool, and never beyond it
+    assert in_flight.peak == 8  # full use of the pool, and never beyond it
 
 
 async def test_a_task_that_comes_straight_back_does_not_take_a_second_slot(
@@ -542,21 +537,16 @@ async def test_a_task_that_comes_straight_back_does_not_take_a_second_slot(
     # A retry due at once is swept back and claimed by the same finish call that recorded
     # it, while its first run is still ending: the pool must count one slot for it, not
     # take one more task than it has slots (it used to: 12 at once with 11 slots).
-    limit, active, peak = 11, 0, 0
+    limit, in_flight = 11, InFlight()
     attempts: dict[str, int] = {}
 
     async def flaky_once(req: Any) -> dict[str, Any]:
-        nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
-        try:
+        with in_flight:
             attempts[req.task_id] = attempts.get(req.task_id, 0) + 1
             await asyncio.sleep(0.2)
             if req.task_id.startswith("x") and attempts[req.task_id] == 1:
                 raise RateLimitError("try again")
             return {"response": "ok"}
-        finally:
-            active -= 1
 
     client = await make_processor(max_workers=0)
     ids = await client.submit_many([{"user_id": 1, "request_type": "chat_completion",
@@ -568,7 +558,7 @@ async def test_a_task_that_comes_straight_back_does_not_take_a_second_slot(
     for task_id in ids:
         assert (await worker.wait_for_task(task_id, timeout=20))["status"] == "completed"
     assert attempts["x0"] == 2
-    assert peak == limit
+    assert in_flight.peak == limit
 
 
 async def test_the_worker_keeps_claiming_after_its_slots_free_up_behind_a_slow_call(
