@@ -37,9 +37,9 @@ import hiredis
 import redis.asyncio as aioredis
 
 from benchmarks.settings import DEFAULT_REDIS_URL, REQUEST_DATA, REQUEST_TYPE, USER_ID
-from chatroom_async.keys import Keys
-from chatroom_async.queue import SOURCES, TaskQueue
-from chatroom_async.records import spec_json
+from chatroom_async.store.keys import Keys
+from chatroom_async.store.queue import SOURCES, TaskQueue
+from chatroom_async.store.records import spec_json
 from chatroom_async.task import AITask
 
 

@@ -43,8 +43,8 @@ import redis.asyncio as aioredis
 from benchmarks.settings import DEFAULT_REDIS_URL, REQUEST_DATA, REQUEST_TYPE, USER_ID
 from chatroom_async import AsyncAIProcessor, ProcessorSettings
 from chatroom_async.backend import FunctionBackend
-from chatroom_async.keys import Keys
-from chatroom_async.queue import TaskQueue
+from chatroom_async.store.keys import Keys
+from chatroom_async.store.queue import TaskQueue
 
 
 async def _server_time(client: aioredis.Redis) -> dict[str, tuple[int, int]]:

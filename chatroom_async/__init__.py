@@ -34,8 +34,7 @@ from .retry import RetryPolicy
 from .scheduler import PriorityScheduler, Scheduler
 from .settings import ProcessorSettings
 from .simulated import SimSettings, SimulatedAIBackend
-from .simulation import SimulationConfig, simulate, simulate_async
-from .report import SimulationReport
+from .simulation import SimulationConfig, SimulationReport, simulate, simulate_async
 from .task import AITask, TaskPriority, TaskStatus
 from .validation import Limits
 

@@ -27,8 +27,8 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from .errors import ProcessorError
-from .keys import Keys
-from .records import status_dict
+from .store.keys import Keys
+from .store.records import status_dict
 from .task import AITask
 
 log = logging.getLogger("chatroom_async.events")

@@ -21,23 +21,23 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .attempt import Attempt
 from .backend import AIBackend, InstantBackend
-from .cache import ResponseCache
 from .clock import Clock, SystemClock
 from .errors import ProcessorError, TaskNotFoundError, TaskWaitTimeout, ValidationError
 from .events import EventBus, event_json, message_json
-from .keys import Keys
-from .lane import without_retries
 from .metrics import LocalMetrics
-from .queue import TaskQueue
-from .records import spec_json, status_dict, task_from_record
 from .scheduler import PriorityScheduler, Scheduler
 from .settings import ProcessorSettings
 from .stats import build_stats
+from .store.cache import ResponseCache
+from .store.keys import Keys
+from .store.lane import without_retries
+from .store.queue import TaskQueue
+from .store.records import spec_json, status_dict, task_from_record
 from .task import AITask, TaskPriority, TaskStatus
 from .validation import validate_request, validate_task_id
-from .worker import WorkerPool, make_worker_id
+from .worker.attempt import Attempt
+from .worker.pool import WorkerPool, make_worker_id
 
 log = logging.getLogger("chatroom_async")
 
@@ -108,7 +108,7 @@ class AsyncAIProcessor:
         elif self.redis_url:
             self.redis = Redis.from_url(self.redis_url, decode_responses=True)
         else:
-            from .embedded import embedded_redis  # fakeredis loads only when it is used
+            from .store.embedded import embedded_redis  # fakeredis loads only when it is used
 
             self.redis = embedded_redis()
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .metrics import LocalMetrics, summarize
-from .queue import QueueCounts
+from .store.queue import QueueCounts
 from .task import TaskPriority
 
 

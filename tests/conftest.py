@@ -18,9 +18,9 @@ import pytest
 from redis.asyncio import Redis
 
 from chatroom_async import AsyncAIProcessor, ProcessorSettings
-from chatroom_async.embedded import embedded_redis
-from chatroom_async.keys import Keys
-from chatroom_async.queue import TaskQueue
+from chatroom_async.store.embedded import embedded_redis
+from chatroom_async.store.keys import Keys
+from chatroom_async.store.queue import TaskQueue
 
 REAL_URL = os.environ.get("CHATROOM_ASYNC_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_REAL = os.environ.get("CHATROOM_ASYNC_REQUIRE_REDIS") == "1"

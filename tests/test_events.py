@@ -13,8 +13,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chatroom_async import AITask, AsyncAIProcessor, ProcessorError, TaskStatus
 from chatroom_async.events import EventBus, event_json, message_json
-from chatroom_async.keys import Keys
-from chatroom_async.queue import TaskQueue
+from chatroom_async.store.keys import Keys
+from chatroom_async.store.queue import TaskQueue
 from tests.conftest import Gate, MakeProcessor
 
 KEYS = Keys("events-test")

@@ -15,7 +15,7 @@ from redis.asyncio.connection import Connection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chatroom_async import AsyncAIProcessor, ProcessorSettings
-from chatroom_async.queue import SOURCES
+from chatroom_async.store.queue import SOURCES
 from tests.conftest import REAL_URL, _real_client
 
 CHAT = {"user_id": 1, "request_type": "chat_completion", "request_data": {"message": "hi"}}
@@ -99,9 +99,9 @@ async def test_which_clients_are_replaced_and_how() -> None:
     from redis.asyncio.sentinel import Sentinel
     from redis.backoff import NoBackoff
 
-    from chatroom_async.embedded import embedded_redis
     from chatroom_async.errors import ProcessorError
-    from chatroom_async.lane import without_retries
+    from chatroom_async.store.embedded import embedded_redis
+    from chatroom_async.store.lane import without_retries
 
     kept = [Redis.from_url("redis://127.0.0.1:6379/3", decode_responses=True), embedded_redis(),
             Redis(host="127.0.0.1", retry=Retry(NoBackoff(), 0))]

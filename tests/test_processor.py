@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 import logging
+import random
 from typing import Any
 
 import pytest
 
+import chatroom_async.processor as processor_module
 from chatroom_async import (
     AITask,
     ContentFilterError,
@@ -23,7 +24,6 @@ from chatroom_async import (
     TaskWaitTimeout,
     ValidationError,
 )
-import chatroom_async.processor as processor_module
 from tests.conftest import Gate, InFlight, MakeProcessor, wait_until
 
 CHAT = {"user_id": 1, "request_type": "chat_completion", "request_data": {"message": "你好"}}
@@ -501,7 +501,7 @@ async def test_a_broken_cache_is_a_miss_not_a_failure(make_processor: MakeProces
 
     proc.pool.attempt.cache.get = broken  # type: ignore[method-assign]
     proc.pool.attempt.cache.put = broken  # type: ignore[method-assign]
-    with caplog.at_level(logging.WARNING, logger="chatroom_async.attempt"):
+    with caplog.at_level(logging.WARNING, logger="chatroom_async.worker.attempt"):
         final = await proc.wait_for_task(await proc.submit_task(**CHAT), timeout=10)
     assert final["status"] == "completed" and backend.calls == 1
     assert "cache unavailable" in caplog.text

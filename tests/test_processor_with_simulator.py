@@ -10,7 +10,7 @@ import pytest
 
 from chatroom_async import AsyncAIProcessor, ProcessorSettings, RetryPolicy, SimulatedAIBackend
 from chatroom_async.clock import LoopClock
-from chatroom_async.vtime import run_virtual
+from chatroom_async.simulation.vtime import run_virtual
 
 EPOCH = 1_767_225_600.0
 

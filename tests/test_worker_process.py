@@ -14,8 +14,8 @@ import redis as sync_redis
 
 from chatroom_async import AsyncAIProcessor, ProcessorSettings
 from chatroom_async.cli import main as cli_main
-from chatroom_async.keys import Keys
-from chatroom_async.queue import TaskQueue
+from chatroom_async.store.keys import Keys
+from chatroom_async.store.queue import TaskQueue
 from tests.conftest import REAL_URL, _real_client, wait_until
 
 pytestmark = pytest.mark.real_redis

@@ -1,0 +1,25 @@
+"""Virtual-time runs of the real processor: hours of simulated traffic in seconds.
+
+`simulate` (or `await simulate_async` in a notebook) drives the same `AsyncAIProcessor`
+code, on the embedded fakeredis, with the simulated LLM API, under a virtual clock: the
+event loop jumps over idle time instead of waiting. The same seed gives the same report.
+
+    run.py        `SimulationConfig`, `simulate`, `simulate_async`, the `simulate` command
+    vtime.py      the virtual-time event loop
+    arrivals.py   when tasks arrive (constant, Poisson, bursty) and what they ask
+    recorder.py   collects each task's trace from the processor's events
+    report.py     `SimulationReport`: throughput, latency, retries, goodput, time series
+"""
+
+from .report import SimulationReport
+from .run import (
+    SIM_EPOCH,
+    SimulationConfig,
+    add_simulate_parser,
+    run_simulate_command,
+    simulate,
+    simulate_async,
+)
+
+__all__ = ["SIM_EPOCH", "SimulationConfig", "SimulationReport", "add_simulate_parser",
+           "run_simulate_command", "simulate", "simulate_async"]

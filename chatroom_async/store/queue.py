@@ -1,0 +1,306 @@
+"""The Redis layer: stores, loads and blocks; decides nothing.
+
+Every multi-key change is one Lua script from `lua/`, registered once per client and run
+by EVALSHA. The same code runs on fakeredis (with lupa) and on a real Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from .keys import Keys
+from .lane import Lane
+
+_SCRIPTS = ("enqueue", "claim", "finish", "renew", "release", "cancel")
+
+# finish.lua then claim.lua in one call: a worker at full load records what ended and takes
+# new tasks for the freed slots in one round trip. Each script body becomes a local function
+# of its own KEYS and ARGV, so the two files stay the single source of each step.
+_FINISH_CLAIM = """
+local function finish(KEYS, ARGV)
+{finish}
+end
+local function claim(KEYS, ARGV)
+{claim}
+end
+local fk, ck, ca, fa = {{}}, {{}}, {{}}, {{}}
+for i = 1, 6 do fk[i] = KEYS[i] end
+for i = 7, 14 do ck[i - 6] = KEYS[i] end
+for i = 1, 9 do ca[i] = ARGV[i] end
+for i = 10, #ARGV do fa[i - 9] = ARGV[i] end
+local recorded = finish(fk, fa)
+return {{recorded, claim(ck, ca)}}
+"""
+
+
+def _load(name: str) -> str:
+    """A script's source without comment lines and indentation.
+
+    Kept short for the benefit of fakeredis's own script path, which compiles the source on
+    every call (`embedded` compiles this package's scripts once); a real Redis caches the
+    compiled script and does not care.
+    """
+    source = resources.files("chatroom_async.store").joinpath(f"lua/{name}.lua").read_text("utf-8")
+    lines = (line.strip() for line in source.splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("--"))
+
+
+#: Every script this package runs, by name: the files of `lua/` and their composition.
+SOURCES: dict[str, str] = {name: _load(name) for name in _SCRIPTS}
+SOURCES["finish_claim"] = _FINISH_CLAIM.format(finish=SOURCES["finish"], claim=SOURCES["claim"])
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A task a worker now holds. `token` proves the lease in every later call."""
+
+    task_id: str
+    spec: str
+    priority: str
+    max_retries: str
+    retry_count: str
+    deliveries: int
+    token: str
+    score: float  # its place in the ready set: lower runs first
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    claimed: list[Claimed]
+    dead: list[str]
+    next_due: float | None
+    remaining: int = 0  # 1 if ready tasks are left after this claim, else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The end of one attempt, for `finish`. `fields` are written to the record."""
+
+    task_id: str
+    token: str
+    kind: str  # "completed" | "failed" | "retry"
+    fields: dict[str, str]
+    event_json: str
+    due: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    ready_by_priority: dict[int, int]
+    in_flight: int
+    delayed: int
+    dead_letters: int
+    garbage: int
+    counters: dict[str, float]
+
+
+def _score(raw: str) -> float:
+    """A claimed task's score as a number; a record without a usable one sorts first (the
+    score only orders tasks a worker holds, see `slots.SlotLedger.hold`)."""
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return float("-inf")
+
+
+class TaskQueue:
+    """Queue operations over one namespace of one Redis.
+
+    Args:
+        redis: a `redis.asyncio.Redis` (or fakeredis) client with `decode_responses=True`.
+        keys: the namespace's key names.
+        result_ttl_s: how long a finished record stays readable.
+        dead_letter_cap: the dead-letter list keeps the newest this many ids.
+    """
+
+    def __init__(self, redis: Redis, keys: Keys, *, result_ttl_s: float = 3600.0,
+                 dead_letter_cap: int = 10_000) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.result_ttl = max(1, int(result_ttl_s))
+        self.dead_letter_cap = dead_letter_cap
+        self._scripts = {name: redis.register_script(source) for name, source in SOURCES.items()}
+        # One lane per hot caller: submitters, the fetcher (claims, and its blocking wait
+        # on a lane of its own), the outbox.
+        self._lanes = {name: Lane(redis) for name in ("enqueue", "claim", "wake", "finish")}
+        self._enqueue_loaded = False  # SCRIPT LOAD done for enqueue_many's pipelines
+
+    async def _run(self, script: str, lane: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._lanes[lane].run(self._scripts[script], keys, args)
+
+    async def close(self) -> None:
+        """Close the lanes' connections."""
+        for lane in self._lanes.values():
+            await lane.close()
+
+    async def enqueue(self, task_id: str, spec: str, priority: int, max_retries: int,
+                      score: float) -> bool:
+        """Store a new task and make it ready. False if the id is taken."""
+        k = self.keys
+        done = await self._run("enqueue", "enqueue",
+                               [k.task(task_id), k.ready, k.wake, k.stats, k.depth],
+                               [task_id, spec, priority, max_retries, repr(score)])
+        return bool(done)
+
+    async def enqueue_many(self, items: list[tuple[str, str, int, int, float]]) -> list[bool]:
+        """Enqueue (task_id, spec, priority, max_retries, score) items in one round trip."""
+        script = self._scripts["enqueue"]
+        k = self.keys
+        for attempt in (1, 2):
+            if attempt == 2 or not self._enqueue_loaded:  # EVALSHA in a pipeline needs it
+                await self.redis.script_load(script.script)
+                self._enqueue_loaded = True
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for task_id, spec, priority, max_retries, score in items:
+                        pipe.evalsha(script.sha, 5, k.task(task_id), k.ready, k.wake, k.stats,
+                                     k.depth, task_id, spec, priority, max_retries, repr(score))
+                    return [bool(done) for done in await pipe.execute()]
+            except NoScriptError:  # the server lost its scripts: nothing ran, load and retry
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def claim(self, *, now: float, lease_s: float, max_count: int, worker_id: str,
+                    extra_deliveries: int, sweep: bool = True) -> ClaimResult:
+        """Claim up to `max_count` ready tasks, after promoting due retries and reclaiming
+        expired leases (skipped with `sweep=False`; `next_due` is then unknown)."""
+        reply = await self._run("claim", "claim", self._claim_keys(),
+                                self._claim_args(now, lease_s, max_count, worker_id,
+                                                 extra_deliveries, sweep))
+        return self._claim_result(reply, worker_id)
+
+    def _claim_keys(self) -> list[str]:
+        k = self.keys
+        return [k.ready, k.inflight, k.delayed, k.wake, k.depth, k.dead, k.stats, k.garbage]
+
+    def _claim_args(self, now: float, lease_s: float, max_count: int, worker_id: str,
+                    extra_deliveries: int, sweep: bool) -> list[Any]:
+        return [repr(now), repr(now + lease_s), max_count, worker_id, self.keys.task_prefix,
+                extra_deliveries, self.result_ttl, self.dead_letter_cap, "1" if sweep else "0"]
+
+    @staticmethod
+    def _claim_result(reply: list[Any], worker_id: str) -> ClaimResult:
+        claimed, dead, next_due, remaining = reply
+        tasks = [
+            Claimed(claimed[i], claimed[i + 1], claimed[i + 2], claimed[i + 3], claimed[i + 4],
+                    int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}", _score(claimed[i + 6]))
+            for i in range(0, len(claimed), 7)
+        ]
+        return ClaimResult(tasks, list(dead), float(next_due) if next_due else None,
+                           int(remaining))
+
+    async def finish(self, outcomes: list[Outcome], *, origin: str, publish: bool = True,
+                     started: list[str] | None = None) -> list[bool]:
+        """Record a batch of outcomes; each only if its lease is still held. With `publish`,
+        the recorded ones' events go out in one message, after the `started` events."""
+        recorded = await self._run("finish", "finish", self._finish_keys(publish),
+                                   self._finish_args(outcomes, origin, started))
+        return [bool(r) for r in recorded]
+
+    async def finish_and_claim(self, outcomes: list[Outcome], *, origin: str, publish: bool,
+                               now: float, lease_s: float, max_count: int, worker_id: str,
+                               extra_deliveries: int, sweep: bool = True,
+                               started: list[str] | None = None,
+                               ) -> tuple[list[bool], ClaimResult]:
+        """`finish`, then `claim` for the freed slots, atomically and in one round trip."""
+        recorded, reply = await self._run(
+            "finish_claim", "finish", self._finish_keys(publish) + self._claim_keys(),
+            self._claim_args(now, lease_s, max_count, worker_id, extra_deliveries, sweep)
+            + self._finish_args(outcomes, origin, started))
+        return [bool(r) for r in recorded], self._claim_result(reply, worker_id)
+
+    def _finish_keys(self, publish: bool) -> list[str]:
+        k = self.keys
+        return [k.inflight, k.delayed, k.wake, k.stats, k.dead, k.events if publish else ""]
+
+    def _finish_args(self, outcomes: list[Outcome], origin: str,
+                     started: list[str] | None) -> list[Any]:
+        args: list[Any] = [self.result_ttl, self.keys.task_prefix, origin, self.dead_letter_cap,
+                           ",".join(started) if started else ""]
+        for o in outcomes:
+            args += [o.task_id, o.token, o.kind, "" if o.due is None else repr(o.due),
+                     repr(o.seconds), len(o.fields)]
+            for name, value in o.fields.items():
+                args += [name, value]
+            args.append(o.event_json)
+        return args
+
+    async def publish_event(self, message: str) -> None:
+        """Publish on the events channel, in order with this worker's `finish` calls."""
+        await self._lanes["finish"].execute("PUBLISH", self.keys.events, message)
+
+    async def renew(self, leases: list[tuple[str, str]], deadline: float) -> list[str]:
+        """Extend the given (task_id, token) leases to `deadline`; return the lost ids."""
+        args: list[Any] = [repr(deadline), self.keys.task_prefix]
+        for task_id, token in leases:
+            args += [task_id, token]
+        return list(await self._scripts["renew"](keys=[self.keys.inflight], args=args))
+
+    async def release(self, leases: list[tuple[str, str]]) -> int:
+        """Put held tasks back in the ready set; returns how many went back."""
+        k = self.keys
+        args: list[Any] = [k.task_prefix]
+        for task_id, token in leases:
+            args += [task_id, token]
+        return int(await self._scripts["release"](
+            keys=[k.inflight, k.ready, k.wake, k.depth], args=args))
+
+    async def cancel(self, task_id: str, now: float) -> tuple[bool, str | None, dict[str, str]]:
+        """Cancel wherever the task is. Returns (done, previous status, record after)."""
+        k = self.keys
+        reply = await self._scripts["cancel"](
+            keys=[k.task(task_id), k.ready, k.delayed, k.inflight, k.stats, k.depth, k.cancel],
+            args=[repr(now), self.result_ttl, task_id])
+        if not reply[0]:
+            return False, reply[1] if len(reply) > 1 else None, {}
+        flat = reply[2]
+        return True, reply[1], dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def record(self, task_id: str) -> dict[str, str]:
+        """The task's hash, empty if unknown."""
+        fields = await self.redis.hgetall(self.keys.task(task_id))
+        return {str(k): str(v) for k, v in fields.items()}
+
+    async def wait_for_work(self, worker_id: str, timeout_s: float) -> None:
+        """Block until a wake-up token, a private control message or the timeout."""
+        block_s = max(0.001, round(timeout_s, 3))
+        await self._lanes["wake"].blocking("BLPOP", self.keys.wake, self.keys.control(worker_id),
+                                           repr(block_s), block_s=block_s)
+
+    async def poke(self, worker_id: str) -> None:
+        """Wake one worker's blocking wait (used by stop)."""
+        await self.redis.lpush(self.keys.control(worker_id), 1)
+
+    async def counts(self) -> QueueCounts:
+        """Queue depth by priority, in-flight, delayed, dead letters and shared counters."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.depth)
+            pipe.zcount(k.inflight, "-inf", "(inf")  # not claim.lua's +inf anchor
+            pipe.zcard(k.delayed)
+            pipe.llen(k.dead)
+            pipe.llen(k.garbage)
+            pipe.hgetall(k.stats)
+            depth, inflight, delayed, dead, garbage, stats = await pipe.execute()
+        return QueueCounts(
+            ready_by_priority={int(p): max(0, int(n)) for p, n in depth.items()},
+            in_flight=int(inflight), delayed=int(delayed), dead_letters=int(dead),
+            garbage=int(garbage), counters={name: float(v) for name, v in stats.items()})
+
+    async def dead_letters(self, count: int = 100) -> list[str]:
+        """The newest dead-lettered task ids, oldest first."""
+        return [str(x) for x in await self.redis.lrange(self.keys.dead, -count, -1)]
+
+    async def purge(self) -> int:
+        """Delete every key of this namespace (tests and benchmarks clean up their own)."""
+        deleted = 0
+        async for key in self.redis.scan_iter(match=self.keys.pattern, count=1000):
+            deleted += await self.redis.delete(key)
+        return deleted

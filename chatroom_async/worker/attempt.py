@@ -1,0 +1,154 @@
+"""One attempt at one task: call the backend under the task's timeout, stream progress,
+and turn what happened into an outcome (completed, retry later, or failed).
+
+The decision of what a failure means is `RetryPolicy.next_delay`; this module only applies
+it, so a timeout, a 429 and a content filter each end where the policy says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+
+from ..backend import AIBackend, AIRequest
+from ..clock import Clock
+from ..errors import AIError, AITimeoutError, BadRequestError, classify
+from ..events import EventBus, event_json
+from ..retry import RetryPolicy
+from ..store.cache import ResponseCache
+from ..store.queue import Outcome
+from ..task import AITask, TaskStatus
+
+Publish = Callable[[str, AITask], Awaitable[None]]
+
+log = logging.getLogger("chatroom_async.worker.attempt")
+
+
+class Attempt:
+    """Runs attempts for one worker pool.
+
+    Args:
+        backend: the AI service.
+        clock: time source.
+        retry: the backoff policy.
+        rng: jitter source (seeded for reproducible runs).
+        bus: local event delivery, for progress.
+        publish: sends one event to other processes (None: don't).
+        cache: the response cache, or None.
+        stream: use `backend.stream()` when the backend has one.
+    """
+
+    def __init__(self, *, backend: AIBackend, clock: Clock, retry: RetryPolicy,
+                 rng: random.Random, bus: EventBus, publish: Publish | None,
+                 cache: ResponseCache | None, stream: bool) -> None:
+        self.backend, self.clock, self.retry, self.rng = backend, clock, retry, rng
+        self.bus, self.publish, self.cache = bus, publish, cache
+        self.stream = stream and callable(getattr(backend, "stream", None))
+
+    async def run(self, task: AITask, token: str) -> tuple[Outcome, str, AITask]:
+        """Run one attempt; return the outcome to record, its event and the final task."""
+        try:
+            async with asyncio.timeout(task.timeout):
+                result, cached = await self._call(task)
+            return self._completed(task, token, result, cached)
+        except TimeoutError:
+            error: AIError = AITimeoutError(f"no answer within the task timeout of "
+                                            f"{task.timeout:g} s")
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
+            error = classify(exc)
+        return self._failed(task, token, error)
+
+    async def _call(self, task: AITask) -> tuple[dict[str, Any], bool]:
+        if self.cache is not None:
+            hit = await self._cache_get(task)
+            if hit is not None:
+                return hit, True
+        request = AIRequest(task.task_id, task.retry_count + 1, task.user_id,
+                            task.request_type, task.request_data)
+        if self.stream:
+            result = await self._stream(task, request)
+        else:
+            result = await self.backend.complete(request)
+        if not isinstance(result, dict):
+            raise BadRequestError(f"the backend returned {type(result).__name__}, not a dict")
+        if self.cache is not None:
+            try:
+                await self.cache.put(task.request_type, task.request_data, result)
+            except Exception as exc:  # noqa: BLE001 - the answer stands without the cache
+                log.warning("response cache unavailable, not stored: %r", exc)
+        return result, False
+
+    async def _cache_get(self, task: AITask) -> dict[str, Any] | None:
+        """A cached answer, or None; a cache that cannot be read is a miss, not a failure."""
+        assert self.cache is not None
+        try:
+            return await self.cache.get(task.request_type, task.request_data)
+        except Exception as exc:  # noqa: BLE001 - the backend can still answer
+            log.warning("response cache unavailable, calling the backend: %r", exc)
+            return None
+
+    async def _stream(self, task: AITask, request: AIRequest) -> dict[str, Any]:
+        final: dict[str, Any] | None = None
+        async with aclosing(self.backend.stream(request)) as chunks:  # type: ignore[attr-defined]
+            async for chunk in chunks:
+                if chunk.result is not None:
+                    final = dict(chunk.result)
+                if not chunk.text and chunk.finish_reason is None:
+                    continue
+                progress = {"index": chunk.index, "text": chunk.text,
+                            "finish_reason": chunk.finish_reason}
+                snapshot = task.copy(progress=progress)
+                if self.bus.has_callbacks("task_progress"):
+                    self.bus.fire("task_progress", snapshot)
+                if self.publish is not None:
+                    try:
+                        await self.publish("task_progress", snapshot)
+                    except Exception as exc:  # noqa: BLE001 - progress is best effort
+                        log.warning("task %s: progress not published: %r", task.task_id, exc)
+        if final is None:
+            raise BadRequestError("the stream ended without a final chunk carrying the result")
+        return final
+
+    def _completed(self, task: AITask, token: str, result: dict[str, Any],
+                   cached: bool) -> tuple[Outcome, str, AITask]:
+        now = self.clock.now()
+        try:
+            result_json = orjson.dumps(result).decode()
+        except TypeError as exc:
+            return self._failed(task, token, BadRequestError(f"result is not JSON: {exc}"))
+        final = task.copy(status=TaskStatus.COMPLETED, completed_at=now, result=result,
+                          cached=cached)
+        fields = {"status": "completed", "completed_at": repr(now), "result": result_json}
+        if cached:
+            fields["cached"] = "1"
+        outcome = Outcome(task.task_id, token, "completed", fields,
+                          self._event("task_completed", final),
+                          seconds=now - (task.started_at or now))
+        return outcome, "task_completed", final
+
+    def _failed(self, task: AITask, token: str, error: AIError) -> tuple[Outcome, str, AITask]:
+        now = self.clock.now()
+        delay = self.retry.next_delay(error, task.retry_count, task.max_retries, self.rng)
+        error_json = orjson.dumps(error.to_record()).decode()
+        common = {"error_type": type(error).__name__, "error_message": error.message}
+        if delay is None:
+            final = task.copy(status=TaskStatus.FAILED, completed_at=now, **common)
+            fields = {"status": "failed", "completed_at": repr(now), "error": error_json}
+            return (Outcome(task.task_id, token, "failed", fields,
+                            self._event("task_failed", final)), "task_failed", final)
+        retries = task.retry_count + 1
+        final = task.copy(status=TaskStatus.RETRYING, retry_count=retries, **common)
+        fields = {"status": "retrying", "retry_count": str(retries), "error": error_json}
+        return (Outcome(task.task_id, token, "retry", fields,
+                        self._event("task_retrying", final), due=now + delay),
+                "task_retrying", final)
+
+    def _event(self, event: str, task: AITask) -> str:
+        """The event's JSON for other processes, or nothing when nobody is told."""
+        return event_json(event, task) if self.publish is not None else ""

@@ -1,0 +1,348 @@
+"""The worker pool of one process: up to N tasks in flight, claimed in batches, leases
+renewed, outcomes recorded in batches, a graceful drain on stop.
+
+One fetcher claims as many tasks as there are free slots in one script call and blocks on
+Redis when there is nothing to do (no polling). Each claimed task runs as its own asyncio
+task (the chapter's pool of coroutines; no thread pool, no second semaphore). Outcomes go
+to the pool's `Outbox` (`outbox.py`), which records what finished meanwhile, a few per
+script call, and, when the pool is full, claims new tasks for the freed slots in the same
+call.
+
+Slots and places are counted by a `SlotLedger` (`slots.py`): the fetcher and the outbox
+both claim, and neither may claim for a place the other is filling. With `prefetch` N > 0
+the pool also holds up to N claimed, leased tasks, in the ready set's order; a run frees its
+slot as soon as its attempt ends, and the next held task starts in that moment instead of
+one claim round trip later, while the run keeps its place until its outcome is recorded.
+The holds are renewed with the runs' leases, dropped when cancelled, handed back on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+from collections.abc import Awaitable
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from ..clock import Clock
+from ..events import EventBus, event_json, message_json
+from ..metrics import LocalMetrics
+from ..settings import ProcessorSettings
+from ..store.queue import Claimed, ClaimResult, Outcome, TaskQueue
+from ..store.records import task_from_record, task_from_spec
+from ..task import AITask, TaskStatus
+from .attempt import Attempt
+from .outbox import Outbox
+from .slots import Run, SlotLedger
+
+log = logging.getLogger("chatroom_async.worker")
+
+
+class WorkerPool:
+    """Runs tasks of one namespace in this process.
+
+    Args:
+        queue: the Redis layer.
+        attempt: runs one attempt of a task and says how it ended.
+        bus: where events go.
+        settings: leases, drain deadline, publishing.
+        clock: time source (virtual under simulation).
+        concurrency: tasks in flight at most.
+        worker_id: unique among the namespace's workers.
+        metrics: this process's latency and throughput samples.
+    """
+
+    def __init__(self, *, queue: TaskQueue, attempt: Attempt, bus: EventBus,
+                 settings: ProcessorSettings, clock: Clock, concurrency: int, worker_id: str,
+                 metrics: LocalMetrics) -> None:
+        self.queue, self.attempt, self.bus = queue, attempt, bus
+        self.settings, self.clock, self.metrics = settings, clock, metrics
+        self.concurrency = concurrency
+        self.worker_id = worker_id
+        self.running: dict[str, Run] = {}
+        self.slots = SlotLedger(concurrency, settings.prefetch)
+        self._tasks: set[asyncio.Task[None]] = set()  # every run's task until it ends
+        self.outbox = Outbox(self, queue=queue, settings=settings, clock=clock,
+                             origin=bus.origin, worker_id=worker_id)
+        self._stopping = False
+        self._full = False  # the fetcher waits for a free slot
+        self._loops: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Future[Any]] = set()
+
+    async def start(self) -> None:
+        self._loops = [asyncio.create_task(coro, name=f"chatroom_async.{name}")
+                       for name, coro in (("fetch", self._fetch_loop()),
+                                          ("renew", self._renew_loop()),
+                                          ("flush", self.outbox.run()))]
+
+    # -- claiming --------------------------------------------------------------------------
+    async def _fetch_loop(self) -> None:
+        while not self._stopping:
+            free = self.slots.free()
+            # While tasks are held every slot is busy: the outbox tops the holds up with
+            # the outcomes of the runs, and the fetcher waits.
+            if free <= 0 or self.slots.held:
+                self.slots.freed.clear()
+                self._full = True  # the outbox claims for the places it frees
+                try:
+                    await self.slots.freed.wait()
+                finally:
+                    self._full = False
+                continue
+            try:
+                await self._fetch_once(free)
+            except Exception:  # Redis down or a bug: log, pause, keep the worker alive
+                log.exception("worker %s: claim failed; retrying in 1 s", self.worker_id)
+                await self.clock.sleep(1.0)
+
+    async def _fetch_once(self, free: int) -> None:
+        now = self.clock.now()
+        with self.slots.claim(free):
+            result = await self.queue.claim(now=now, lease_s=self.settings.lease_s,
+                                            max_count=free, worker_id=self.worker_id,
+                                            extra_deliveries=self.settings.extra_deliveries)
+        self.outbox.swept(now, result.next_due)
+        self._launch(result.claimed, now)  # before any await: the slots stay accounted for
+        for task_id in result.dead:
+            await self._announce_dead(task_id)
+        if result.remaining or len(result.claimed) == free or self.slots.held:
+            # More may be ready (also when everything popped was dead): claim again as
+            # soon as a slot is free. A pool holding tasks has no free slot: it must not
+            # take the one wake-up token an idle worker elsewhere is waiting for.
+            return
+        wait = self.settings.max_idle_wait_s
+        if result.next_due is not None:
+            wait = min(wait, max(0.0, result.next_due - now) + 0.001)
+        if not self._stopping:
+            try:
+                await self.queue.wait_for_work(self.worker_id, wait)
+            except (RedisError, OSError) as exc:  # the next claim shows if Redis is gone
+                log.warning("worker %s: idle wait ended early: %r", self.worker_id, exc)
+
+    def _launch(self, claimed: list[Claimed], now: float) -> None:
+        """Start what was claimed, in the order given, while slots are free; hold the rest."""
+        for c in claimed:
+            try:
+                task = task_from_spec(c.task_id, c.spec, c.priority, c.max_retries,
+                                      c.retry_count, c.deliveries)
+            except ValueError as exc:
+                self._reject_corrupt(c, str(exc), now)
+                continue
+            run = Run(task, c.token, c.score)
+            self._supersede(task.task_id)
+            if self.slots.slot_open() and not self._stopping:
+                self._start(run, now)
+            else:  # with prefetch, or while stopping (stop() hands these back)
+                self.slots.hold(run)
+
+    def _supersede(self, task_id: str) -> None:
+        """A task claimed again lost its earlier lease: an earlier delivery still held here
+        is dropped, one still running stops (its slot frees when it has); neither can
+        record anything now."""
+        self.slots.drop_held(task_id)
+        earlier = self.running.get(task_id)
+        if earlier is not None and not earlier.submitted:
+            earlier.lost = True
+            if earlier.handle is not None:
+                earlier.handle.cancel()
+
+    def _start(self, run: Run, now: float) -> None:
+        run.task.started_at = now
+        if self.settings.publish_events:
+            # Sent with the next batch of outcomes (in the same message, ahead of them) or
+            # on their own when there is none: other processes hear "started" before
+            # anything later about the task, and the runs do not wait.
+            self.outbox.announce(event_json("task_started", run.task))
+        self.running[run.task.task_id] = run
+        self.slots.occupy()
+        run.handle = asyncio.create_task(self._run(run), name=f"task:{run.task.task_id}")
+        self._tasks.add(run.handle)
+        run.handle.add_done_callback(functools.partial(self._run_ended, run))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        handle = asyncio.ensure_future(coro)
+        self._side_tasks.add(handle)
+        handle.add_done_callback(self._side_tasks.discard)
+
+    def _reject_corrupt(self, c: Claimed, reason: str, now: float) -> None:
+        """A record that does not parse fails at once and goes to the dead-letter list."""
+        log.error("worker %s: %s; moved to the dead-letter list", self.worker_id, reason)
+        # What is known of it; waiters and other processes still hear that it failed.
+        task = AITask(task_id=c.task_id, user_id=0, request_type="", request_data={},
+                      status=TaskStatus.FAILED, completed_at=now, deliveries=c.deliveries,
+                      error_type="CorruptTaskError", error_message=reason)
+        error = orjson.dumps({"error_type": "CorruptTaskError", "error_message": reason}).decode()
+        outcome = Outcome(c.task_id, c.token, "failed",
+                          {"status": "failed", "completed_at": repr(now), "error": error},
+                          event_json=event_json("task_failed", task)
+                          if self.settings.publish_events else "")
+        self._spawn(self._fail_corrupt(outcome, task))
+
+    async def _fail_corrupt(self, outcome: Outcome, task: AITask) -> None:
+        if await self.outbox.submit(outcome):
+            self.bus.fire("task_failed", task)
+
+    async def _announce_dead(self, task_id: str) -> None:
+        try:
+            task = task_from_record(task_id, await self.queue.record(task_id))
+        except (KeyError, ValueError):
+            return
+        if task is not None:
+            self.bus.fire("task_failed", task)
+            if self.settings.publish_events:
+                await self.queue.redis.publish(
+                    self.queue.keys.events,
+                    message_json(self.bus.origin, [event_json("task_failed", task)]))
+
+    # -- running ---------------------------------------------------------------------------
+    async def _run(self, run: Run) -> None:
+        task = run.task
+        self.bus.fire("task_started", task)  # here, not at launch: after earlier runs' events
+        try:
+            outcome, event, final = await self.attempt.run(task, run.token)
+            if run.held:  # the record has the claim's time; this is when it really started
+                outcome.fields["started_at"] = repr(task.started_at)
+            run.submitted = True
+            if self.settings.prefetch:  # a held task may take the slot now
+                self._release(run)
+            if await self.outbox.submit(outcome):
+                if final.status is TaskStatus.COMPLETED:
+                    self.metrics.record(now=final.completed_at or 0.0,
+                                        latency=final.latency or 0.0,
+                                        processing_time=final.processing_time or 0.0)
+                self.bus.fire(event, final)
+        except asyncio.CancelledError:
+            pass  # stop() releases it, or it was cancelled/reclaimed elsewhere
+        except Exception:
+            log.exception("worker %s: task %s crashed the attempt", self.worker_id, task.task_id)
+
+    def _run_ended(self, run: Run, handle: asyncio.Task[None]) -> None:
+        """A run's task is done: a done callback, so that it also runs for a task cancelled
+        before its first step (which never enters `_run`'s body)."""
+        self._tasks.discard(handle)
+        if self.running.get(run.task.task_id) is run:  # not a later delivery of the task
+            del self.running[run.task.task_id]
+        self.settle(run)
+
+    def _release(self, run: Run) -> None:
+        """Give a run's slot back, once: with prefetch when its attempt ends, else when it
+        settles. The first held task, if any, takes the slot at once."""
+        if self.slots.release(run) and not self._stopping:
+            held = self.slots.next_held()
+            if held is not None:
+                self._start(held, self.clock.now())
+
+    def settle(self, run: Run) -> None:
+        """Give a run's place and slot back, once: when its outcome is settled (its
+        coroutine then only fires callbacks), or when it ends without one."""
+        if self.slots.settle(run):
+            self._release(run)
+
+    def cancel_local(self, task_id: str) -> bool:
+        """Stop a running or held task whose fate was decided elsewhere (cancelled,
+        reclaimed)."""
+        if self.slots.drop_held(task_id):
+            return True
+        run = self.running.get(task_id)
+        if run is None or run.handle is None or run.submitted:
+            return False
+        run.lost = True
+        run.handle.cancel()
+        return True
+
+    # -- outcomes (the outbox's side of the pool) ------------------------------------------
+    def run_of(self, outcome: Outcome) -> Run | None:
+        """The run this outcome ends, if it still holds its place."""
+        run = self.running.get(outcome.task_id)
+        if run is None or run.token != outcome.token or run.settled:
+            return None
+        return run
+
+    def claims_with_outcomes(self) -> bool:
+        """While the fetcher waits for a free place, the outbox claims for those it frees."""
+        return self._full and not self._stopping
+
+    async def adopt(self, result: ClaimResult, now: float) -> None:
+        """Run tasks the outbox claimed, unless stop() began meanwhile."""
+        if self._stopping:
+            if result.claimed:
+                await self._quietly("hand back claimed tasks", self.queue.release(
+                    [(c.task_id, c.token) for c in result.claimed]))
+            return
+        for task_id in result.dead:
+            self._spawn(self._announce_dead(task_id))
+        self._launch(result.claimed, now)
+
+    # -- leases ----------------------------------------------------------------------------
+    async def _renew_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.settings.renew_every_s)
+            leases = {tid: run.token for tid, run in self.running.items() if not run.submitted}
+            leases.update((run.task.task_id, run.token) for run in self.slots.held)
+            if not leases:
+                continue
+            try:
+                lost = await self.queue.renew(list(leases.items()),
+                                              self.clock.now() + self.settings.lease_s)
+            except Exception:
+                log.exception("worker %s: lease renewal failed", self.worker_id)
+                continue
+            for task_id in lost:
+                if self.slots.drop_held(task_id, leases[task_id]):
+                    log.warning("worker %s: lost the lease of held %s", self.worker_id, task_id)
+                    continue
+                run = self.running.get(task_id)
+                if run is not None and run.token == leases[task_id]:  # not a newer delivery
+                    log.warning("worker %s: lost the lease of %s", self.worker_id, task_id)
+                    self.cancel_local(task_id)
+
+    # -- stopping --------------------------------------------------------------------------
+    async def stop(self, drain_timeout_s: float) -> int:
+        """Stop claiming, let running tasks finish up to the deadline, hand back the rest.
+
+        Returns:
+            How many unfinished tasks went back to the queue.
+        """
+        self._stopping = True
+        await self._quietly("wake the fetcher", self.queue.poke(self.worker_id))
+        fetch, renew, flush = self._loops
+        self.slots.freed.set()
+        await asyncio.gather(fetch, return_exceptions=True)
+        # Held tasks will not start now (nothing claims any more): back to the queue at once.
+        held = self.slots.take_held()
+        early = await self._quietly("hand back held tasks", self.queue.release(
+            [(r.task.task_id, r.token) for r in held])) if held else 0
+        handles = list(self._tasks)
+        if handles:
+            await asyncio.wait(handles, timeout=drain_timeout_s)
+        leftovers = [r for r in self.running.values() if not r.submitted and not r.lost]
+        for handle in handles:
+            handle.cancel()
+        await asyncio.gather(*handles, return_exceptions=True)
+        await self.outbox.flush()
+        # If Redis is unreachable now, the leases expire and the tasks run again elsewhere.
+        released = await self._quietly("hand back unfinished tasks", self.queue.release(
+            [(r.task.task_id, r.token) for r in leftovers]))
+        for loop in (renew, flush):
+            loop.cancel()
+        await asyncio.gather(renew, flush, *self._side_tasks, return_exceptions=True)
+        await self._quietly("clean up", self.queue.redis.delete(
+            self.queue.keys.control(self.worker_id)))
+        return int(early or 0) + int(released or 0)
+
+    async def _quietly(self, what: str, call: Awaitable[Any]) -> Any:
+        """Await a best-effort step of stop(): log a failure instead of raising it."""
+        try:
+            return await call
+        except Exception as exc:  # noqa: BLE001 - stop() must finish
+            log.error("worker %s: could not %s while stopping: %r", self.worker_id, what, exc)
+            return None
+
+
+def make_worker_id(rng: random.Random, host: str, pid: int) -> str:
+    """A worker id unique across hosts, processes and restarts."""
+    return f"{host}-{pid}-{rng.getrandbits(32):08x}"

@@ -1,0 +1,204 @@
+"""The Redis layer on its own: leases, reclaim, dead letters, garbage. Times are passed in,
+so lease expiry is tested without waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from chatroom_async.store.keys import Keys
+from chatroom_async.store.queue import Outcome, TaskQueue
+
+SPEC = '{"user_id":1,"request_type":"chat_completion","request_data":{"message":"hi"},' \
+       '"timeout":30.0,"created_at":0.0}'
+
+
+async def add(queue: TaskQueue, task_id: str, score: float = 1.0, max_retries: int = 0) -> None:
+    assert await queue.enqueue(task_id, SPEC, 2, max_retries, score)
+
+
+def done(task_id: str, token: str, text: str) -> Outcome:
+    return Outcome(task_id, token, "completed",
+                   {"status": "completed", "result": f'{{"response":"{text}"}}'},
+                   event_json='{"event":"x"}')
+
+
+async def test_enqueue_refuses_a_duplicate_id(queue: TaskQueue) -> None:
+    await add(queue, "a")
+    assert not await queue.enqueue("a", SPEC, 2, 0, 1.0)
+    counts = await queue.counts()
+    assert counts.ready_by_priority == {2: 1} and counts.counters["total_tasks"] == 1
+
+
+async def test_claim_orders_by_score_and_batches(queue: TaskQueue) -> None:
+    for task_id, score in (("c", 3.0), ("a", 1.0), ("b", 2.0)):
+        await add(queue, task_id, score)
+    got = await queue.claim(now=100.0, lease_s=10, max_count=2, worker_id="w1",
+                            extra_deliveries=2)
+    assert [c.task_id for c in got.claimed] == ["a", "b"]
+    assert got.next_due == 110.0  # the earliest lease deadline
+    counts = await queue.counts()
+    assert counts.in_flight == 2 and counts.ready_by_priority == {2: 1}
+
+
+async def test_the_in_flight_sets_anchor_is_never_counted_nor_due(queue: TaskQueue) -> None:
+    await add(queue, "a")
+    got = await queue.claim(now=100.0, lease_s=10, max_count=5, worker_id="w1",
+                            extra_deliveries=2)
+    assert (await queue.counts()).in_flight == 1
+    assert await queue.finish([done("a", got.claimed[0].token, "x")], origin="w1") == [True]
+    # Only the anchor is left: nothing in flight, nothing due, nothing to reclaim.
+    assert await queue.redis.zcard(queue.keys.inflight) == 1
+    assert (await queue.counts()).in_flight == 0
+    later = await queue.claim(now=1e12, lease_s=10, max_count=5, worker_id="w2",
+                              extra_deliveries=2)
+    assert later.claimed == [] and later.next_due is None
+    assert (await queue.counts()).counters.get("reclaimed_tasks", 0) == 0
+
+
+async def test_the_in_flight_set_stays_in_the_skiplist_encoding(real_redis: Redis,
+                                                                 namespace: str) -> None:
+    """The point of the anchor (see lua/claim.lua): a real Redis would otherwise keep a
+    set of fewer than 129 short members in the listpack encoding."""
+    try:
+        limit = (await real_redis.config_get("zset-max-listpack-value")).get(
+            "zset-max-listpack-value")
+    except ResponseError:  # CONFIG disabled on this server
+        limit = None
+    if limit is None or int(limit) >= 72:  # the anchor is 72 bytes
+        pytest.skip(f"this server keeps members of up to {limit} bytes in a listpack")
+    queue = TaskQueue(real_redis, Keys(namespace))
+    try:
+        await add(queue, "a")
+        await queue.claim(now=100.0, lease_s=10, max_count=5, worker_id="w1",
+                          extra_deliveries=2)
+        assert await real_redis.object("encoding", queue.keys.inflight) == "skiplist"
+    finally:
+        await queue.purge()
+        await queue.close()
+
+
+async def test_expired_lease_is_reclaimed_and_the_stale_worker_cannot_overwrite(
+        queue: TaskQueue) -> None:
+    await add(queue, "t")
+    first = (await queue.claim(now=0.0, lease_s=5, max_count=1, worker_id="A",
+                               extra_deliveries=2)).claimed[0]
+    # Before the deadline, nobody else gets it.
+    assert not (await queue.claim(now=4.0, lease_s=5, max_count=1, worker_id="B",
+                                  extra_deliveries=2)).claimed
+    second = (await queue.claim(now=6.0, lease_s=5, max_count=1, worker_id="B",
+                                extra_deliveries=2)).claimed[0]
+    assert second.deliveries == 2 and second.token != first.token
+    assert await queue.finish([done("t", first.token, "stale")], origin="A") == [False]
+    assert await queue.finish([done("t", second.token, "fresh")], origin="B") == [True]
+    record = await queue.record("t")
+    assert record["status"] == "completed" and "fresh" in record["result"]
+    assert (await queue.counts()).counters["reclaimed_tasks"] == 1
+
+
+async def test_renew_keeps_the_lease_and_reports_lost_ones(queue: TaskQueue) -> None:
+    await add(queue, "t")
+    c = (await queue.claim(now=0.0, lease_s=5, max_count=1, worker_id="A",
+                           extra_deliveries=2)).claimed[0]
+    assert await queue.renew([("t", c.token)], deadline=20.0) == []
+    assert not (await queue.claim(now=10.0, lease_s=5, max_count=1, worker_id="B",
+                                  extra_deliveries=2)).claimed
+    assert await queue.renew([("t", "someone-else:1")], deadline=30.0) == ["t"]
+
+
+async def test_too_many_deliveries_go_to_the_dead_letter_list(queue: TaskQueue) -> None:
+    await add(queue, "t", max_retries=0)  # 1 attempt + 1 extra delivery allowed
+    now = 0.0
+    for _ in range(2):
+        assert (await queue.claim(now=now, lease_s=1, max_count=1, worker_id="A",
+                                  extra_deliveries=1)).claimed
+        now += 2.0
+    result = await queue.claim(now=now, lease_s=1, max_count=1, worker_id="A",
+                               extra_deliveries=1)
+    assert result.claimed == [] and result.dead == ["t"]
+    record = await queue.record("t")
+    assert record["status"] == "failed" and "DeliveryLimitExceeded" in record["error"]
+    assert await queue.dead_letters() == ["t"]
+
+
+async def test_a_ready_entry_without_record_is_set_aside(queue: TaskQueue) -> None:
+    await queue.redis.zadd(queue.keys.ready, {"ghost": 0.5})
+    await add(queue, "real")
+    got = await queue.claim(now=0.0, lease_s=5, max_count=5, worker_id="A", extra_deliveries=2)
+    assert [c.task_id for c in got.claimed] == ["real"]
+    assert await queue.redis.lrange(queue.keys.garbage, 0, -1) == ["ghost"]
+
+
+async def test_retry_waits_in_the_delayed_set_until_due(queue: TaskQueue) -> None:
+    await add(queue, "t", max_retries=3)
+    c = (await queue.claim(now=0.0, lease_s=5, max_count=1, worker_id="A",
+                           extra_deliveries=2)).claimed[0]
+    retry = Outcome("t", c.token, "retry", {"status": "retrying", "retry_count": "1"},
+                    event_json="{}", due=3.0)
+    assert await queue.finish([retry], origin="A") == [True]
+    early = await queue.claim(now=2.0, lease_s=5, max_count=1, worker_id="A",
+                              extra_deliveries=2)
+    assert early.claimed == [] and early.next_due == 3.0
+    late = await queue.claim(now=3.5, lease_s=5, max_count=1, worker_id="A", extra_deliveries=2)
+    assert [c.task_id for c in late.claimed] == ["t"] and late.claimed[0].retry_count == "1"
+
+
+async def test_release_returns_tasks_without_counting_the_delivery(queue: TaskQueue) -> None:
+    await add(queue, "t")
+    c = (await queue.claim(now=0.0, lease_s=5, max_count=1, worker_id="A",
+                           extra_deliveries=2)).claimed[0]
+    assert await queue.release([("t", c.token), ("t", "wrong:9")]) == 1
+    record = await queue.record("t")
+    assert record["status"] == "pending" and record["deliveries"] == "0"
+    assert (await queue.counts()).in_flight == 0
+
+
+async def test_purge_deletes_only_this_namespace(queue: TaskQueue) -> None:
+    await add(queue, "t")
+    await queue.redis.set("someone-else:key", "keep")
+    try:
+        assert await queue.purge() >= 3
+        assert await queue.redis.get("someone-else:key") == "keep"
+    finally:
+        await queue.redis.delete("someone-else:key")
+
+
+async def test_batch_enqueue_survives_a_server_that_lost_its_scripts() -> None:
+    from chatroom_async.store.embedded import embedded_redis
+    from chatroom_async.store.keys import Keys
+
+    redis = embedded_redis()
+    queue = TaskQueue(redis, Keys("t"))
+    try:
+        assert await queue.enqueue_many([("a", SPEC, 2, 0, 1.0)]) == [True]
+        await redis.script_flush()  # the embedded server only: never flush a shared one
+        assert await queue.enqueue_many([("b", SPEC, 2, 0, 2.0), ("a", SPEC, 2, 0, 3.0)]) == [
+            True, False]
+        assert (await queue.counts()).ready_by_priority == {2: 2}
+    finally:
+        await queue.close()
+        await redis.aclose()
+
+
+async def test_an_idle_wait_outlasts_the_clients_socket_timeout(
+        real_redis_short_timeout: Redis) -> None:
+    # redis-py 8 gives clients a 5 s socket timeout by default; an idle worker's blocking
+    # wait is longer, and must end as a wait, not as a TimeoutError.
+    from chatroom_async.store.keys import Keys
+
+    queue = TaskQueue(real_redis_short_timeout, Keys(f"t-{uuid.uuid4().hex[:8]}"))
+    try:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await queue.wait_for_work("w1", 0.8)  # longer than the 0.3 s socket timeout
+        assert loop.time() - began >= 0.75
+        await queue.poke("w1")  # and a wake-up still ends it at once
+        async with asyncio.timeout(0.3):
+            await queue.wait_for_work("w1", 30.0)
+    finally:
+        await queue.purge()
+        await queue.close()
