@@ -38,7 +38,7 @@ from .faults import (
     pick_fault,
 )
 from .settings import FAILURE_MIX, FAULT_KINDS, PROFILES, SimSettings, SimStats, check
-from .stream import SimStream
+from .stream import SimStream, StreamHost
 from .tokens import PROMPT_OVERHEAD_TOKENS, estimate_tokens, prompt_text
 
 __all__ = ["FAILURE_MIX", "FAULT_KINDS", "PROFILES", "SimSettings", "SimStats", "SimStream",
@@ -100,6 +100,7 @@ class SimulatedAIBackend:
         self.on_first_token = on_first_token
         self._n = _Counters()
         self._abandoned: list[bool] = []  # filled by SimStream.__del__, drained on next use
+        self._host = _Host(self)
         self._manual_until = -math.inf
         self._manual = (0.5, 3.0)  # overload rate and latency factor of set_incident
         self._settings = settings if settings is not None else PROFILES["realistic"]
@@ -240,7 +241,7 @@ class SimulatedAIBackend:
         returned.
         """
         self._n.opened += 1
-        return SimStream(self, request)
+        return SimStream(self._host, request)
 
     def _admit(self, request: AIRequest) -> SimCall:
         """Check, draw and admit one attempt, taking a slot; or raise a rejection."""
@@ -339,3 +340,42 @@ class SimulatedAIBackend:
         n.prompt_tokens += call.prompt_tokens
         n.completion_tokens += call.n_out
         return result
+
+
+class _Host(StreamHost):
+    """The backend as its streams see it: the `StreamHost` interface, nothing else."""
+
+    __slots__ = ("_backend",)
+
+    def __init__(self, backend: SimulatedAIBackend) -> None:
+        self._backend = backend
+
+    @property
+    def model(self) -> str:
+        return self._backend.settings.model
+
+    def admit(self, request: AIRequest) -> SimCall:
+        return self._backend._admit(request)
+
+    async def first_token(self, call: SimCall) -> None:
+        await self._backend._first_token(call)
+
+    async def decode(self, call: SimCall, tokens: int) -> None:
+        await self._backend._decode(call, tokens)
+
+    def fail(self, kind: str, exc: AIError) -> AIError:
+        return self._backend._fail(kind, exc)
+
+    def finish(self, call: SimCall) -> dict[str, Any]:
+        return self._backend._finish(call)
+
+    def ended(self, *, holding: bool, cancelled: bool) -> None:
+        n = self._backend._n
+        n.closed += 1
+        n.cancelled += cancelled
+        if holding:
+            n.in_flight -= 1
+
+    def abandoned(self, holding: bool) -> None:
+        # Finalizers only append; the counters change at the backend's next call or stats().
+        self._backend._abandoned.append(holding)
