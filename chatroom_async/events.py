@@ -19,7 +19,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from redis.asyncio import Redis
@@ -27,9 +27,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from .errors import ProcessorError
-from .store.keys import Keys
-from .store.records import status_dict
-from .task import AITask
+from .task import AITask, status_dict
 
 log = logging.getLogger("chatroom_async.events")
 
@@ -39,6 +37,20 @@ EVENT_TYPES = ("task_started", "task_completed", "task_failed", "task_progress",
 TERMINAL_EVENTS = frozenset({"task_completed", "task_failed", "task_cancelled"})
 
 Callback = Callable[[AITask], Any]
+
+
+class Channels(Protocol):
+    """The two pub/sub channels of a namespace (`store.keys.Keys` has them)."""
+
+    @property
+    def events(self) -> str:
+        """Where lifecycle events are published."""
+        ...
+
+    @property
+    def cancel(self) -> str:
+        """Where cancels of running tasks are published."""
+        ...
 
 
 def event_json(event: str, task: AITask) -> str:
@@ -74,7 +86,7 @@ class EventBus:
         self._pending: set[asyncio.Task[None]] = set()
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
-        self._keys: Keys | None = None
+        self._channels: Channels | None = None
         self._subscribing: asyncio.Future[None] | None = None  # to the event channel
         self._hearing: asyncio.Event | None = None  # the server confirmed that subscription
         self._closing = False
@@ -144,21 +156,21 @@ class EventBus:
             if not waiters:
                 del self._waiters[task_id]
 
-    async def connect(self, redis: Redis, keys: Keys) -> None:
+    async def connect(self, redis: Redis, channels: Channels) -> None:
         """Subscribe to the namespace's cancel channel, and to its event channel if a
         callback is registered already (else on the first callback or waiter); then start
         listening."""
-        self._keys = keys
+        self._channels = channels
         self._pubsub = redis.pubsub()
         self._hearing = asyncio.Event()  # made here: an Event belongs to one event loop
         self._closing = self._lost = False
         self._subscribing = None
         if any(self._callbacks.values()):
-            await self._pubsub.subscribe(keys.cancel, keys.events)  # sent before we return
+            await self._pubsub.subscribe(channels.cancel, channels.events)  # sent before we return
             self._subscribing = asyncio.get_running_loop().create_future()
             self._subscribing.set_result(None)
         else:
-            await self._pubsub.subscribe(keys.cancel)
+            await self._pubsub.subscribe(channels.cancel)
         self._listener = asyncio.create_task(self._listen(), name="chatroom_async.events")
 
     def _subscribe_soon(self) -> None:
@@ -177,11 +189,11 @@ class EventBus:
     async def _subscribe(self) -> None:
         """Send SUBSCRIBE for the event channel, again with backoff while Redis cannot be
         reached (redis-py remembers a channel only once the command went out)."""
-        assert self._pubsub is not None and self._keys is not None
+        assert self._pubsub is not None and self._channels is not None
         delay = 0.05
         while not self._closing:
             try:
-                await self._pubsub.subscribe(self._keys.events)
+                await self._pubsub.subscribe(self._channels.events)
                 return
             except (RedisError, OSError) as exc:
                 log.warning("could not subscribe to other processes' events (%r); trying "
@@ -229,9 +241,9 @@ class EventBus:
         await asyncio.sleep(seconds)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        assert self._keys is not None and self._hearing is not None
+        assert self._channels is not None and self._hearing is not None
         kind = message["type"]
-        if kind == "subscribe" and message["channel"] == self._keys.events:
+        if kind == "subscribe" and message["channel"] == self._channels.events:
             self._hearing.set()
             if self._lost:  # subscribed again: whatever ended meanwhile went unheard
                 self._lost = False
@@ -247,8 +259,8 @@ class EventBus:
             log.exception("bad message on %s", message.get("channel"))
 
     def _on_message(self, channel: str, data: str) -> None:
-        assert self._keys is not None
-        if channel == self._keys.cancel:
+        assert self._channels is not None
+        if channel == self._channels.cancel:
             if self.on_cancel is not None:
                 self.on_cancel(data)
             return

@@ -33,8 +33,8 @@ from .store.cache import ResponseCache
 from .store.keys import Keys
 from .store.lane import without_retries
 from .store.queue import TaskQueue
-from .store.records import spec_json, status_dict, task_from_record
-from .task import AITask, TaskPriority, TaskStatus
+from .store.records import spec_json, task_from_record
+from .task import AITask, TaskPriority, TaskStatus, status_dict
 from .validation import validate_request, validate_task_id
 from .worker.attempt import Attempt
 from .worker.pool import WorkerPool, make_worker_id

@@ -175,3 +175,11 @@ def _copy_json(value: Any) -> Any:
     if value is None:
         return None
     return orjson.loads(orjson.dumps(value))
+
+
+def status_dict(task: AITask, *, copy: bool = True) -> dict[str, Any]:
+    """What `get_task_status` returns (and a lifecycle event carries): `to_dict` without the
+    progress field. `copy=False` shares the nested dicts, for a dict serialised at once."""
+    data = task.to_dict(copy=copy)
+    data.pop("progress", None)
+    return data

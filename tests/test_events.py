@@ -32,7 +32,7 @@ def message(*events: tuple[str, AITask], origin: str = "elsewhere") -> str:
 @pytest.fixture
 def bus() -> EventBus:
     bus = EventBus("here")
-    bus._keys = KEYS  # what connect() sets; the tests feed messages without a server
+    bus._channels = KEYS  # what connect() sets; the tests feed messages without a server
     return bus
 
 

@@ -6,8 +6,6 @@ small fields the Lua scripts update one by one (`status`, `retry_count`, `lease`
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
 from ..task import AITask, TaskPriority, TaskStatus
@@ -70,14 +68,6 @@ def task_from_record(task_id: str, fields: dict[str, str]) -> AITask:
         task.error_message = error.get("error_message")
     task.cached = fields.get("cached") == "1"
     return task
-
-
-def status_dict(task: AITask, *, copy: bool = True) -> dict[str, Any]:
-    """What `get_task_status` returns (and a lifecycle event carries): `to_dict` without the
-    progress field. `copy=False` shares the nested dicts, for a dict serialised at once."""
-    data = task.to_dict(copy=copy)
-    data.pop("progress", None)
-    return data
 
 
 def _float(value: str | None) -> float | None:

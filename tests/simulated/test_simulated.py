@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from chatroom_async.simulated import settings as sim_settings
 from chatroom_async.backend import AIRequest, StreamingAIBackend
 from chatroom_async.errors import (
     AIError,
@@ -34,6 +33,7 @@ from chatroom_async.simulated import (
     SimStats,
     SimulatedAIBackend,
 )
+from chatroom_async.simulated import settings as sim_settings
 from chatroom_async.simulated.tokens import PROMPT_OVERHEAD_TOKENS, estimate_tokens, has_cjk
 
 # --------------------------------------------------------------------------- helpers
