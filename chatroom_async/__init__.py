@@ -17,6 +17,8 @@ from .errors import (
     ChatroomAsyncError,
     ContentFilterError,
     ContextTooLongError,
+    CorruptTaskError,
+    DeliveryLimitExceeded,
     OverloadedError,
     PermanentAIError,
     ProcessorError,
@@ -25,8 +27,10 @@ from .errors import (
     ServerError,
     StreamInterruptedError,
     TaskNotFoundError,
+    TaskRecordError,
     TaskWaitTimeout,
     ValidationError,
+    VirtualTimeDeadlock,
 )
 from .events import EVENT_TYPES
 from .processor import AsyncAIProcessor
@@ -50,6 +54,8 @@ __all__ = [
     "Clock",
     "ContentFilterError",
     "ContextTooLongError",
+    "CorruptTaskError",
+    "DeliveryLimitExceeded",
     "EVENT_TYPES",
     "FunctionBackend",
     "InstantBackend",
@@ -75,8 +81,10 @@ __all__ = [
     "StreamInterruptedError",
     "SystemClock",
     "TaskNotFoundError",
+    "TaskRecordError",
     "TaskPriority",
     "TaskStatus",
     "TaskWaitTimeout",
     "ValidationError",
+    "VirtualTimeDeadlock",
 ]

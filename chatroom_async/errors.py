@@ -9,7 +9,10 @@ exception), so a client in any process can tell a timeout from a content filter.
     ├── ProcessorError             misuse of the processor (not started, closed, bad setting)
     ├── TaskNotFoundError          no record under that task id
     ├── TaskWaitTimeout            wait_for_task gave up before the task finished
-    ├── VirtualTimeDeadlock        (vtime.py) a simulation waits on nothing that can happen
+    ├── VirtualTimeDeadlock        a simulation waits on nothing that can happen
+    ├── TaskRecordError            why a task ended without a result from the AI (error_type)
+    │   ├── CorruptTaskError          its record cannot be read back (a task, never retried)
+    │   └── DeliveryLimitExceeded     delivered too often: its workers kept dying mid-run
     └── AIError                    an AI backend call failed          .retryable
         ├── RetryableAIError                                           True
         │   ├── RateLimitError        429 (codes 1302 concurrency, 1303 frequency)
@@ -53,6 +56,28 @@ class TaskNotFoundError(ChatroomAsyncError, KeyError):
 
 class TaskWaitTimeout(ChatroomAsyncError, TimeoutError):
     """`wait_for_task` reached its timeout before the task finished."""
+
+
+class VirtualTimeDeadlock(ChatroomAsyncError, RuntimeError):
+    """Nothing can ever happen again: no callback is ready, no timer is set, no thread works.
+
+    In a closed simulation this means a coroutine awaits something that only the outside
+    world could deliver (a future nobody resolves, a socket nobody writes to).
+    """
+
+
+class TaskRecordError(ChatroomAsyncError):
+    """Why a task failed without an AI error. Never raised to callers: a failed task's
+    `error_type` names one of these classes, as it names an `AIError` class otherwise."""
+
+
+class CorruptTaskError(TaskRecordError):
+    """The task's record could not be read back (bad JSON, a missing or mistyped field)."""
+
+
+class DeliveryLimitExceeded(TaskRecordError):
+    """The task was delivered more times than allowed: each worker that ran it died (or
+    lost its lease) before recording an outcome, so running it again looks unsafe."""
 
 
 class AIError(ChatroomAsyncError):

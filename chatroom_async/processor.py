@@ -23,7 +23,13 @@ from redis.exceptions import RedisError
 
 from .backend import AIBackend, InstantBackend
 from .clock import Clock, SystemClock
-from .errors import ProcessorError, TaskNotFoundError, TaskWaitTimeout, ValidationError
+from .errors import (
+    CorruptTaskError,
+    ProcessorError,
+    TaskNotFoundError,
+    TaskWaitTimeout,
+    ValidationError,
+)
 from .events import EventBus, event_json, message_json
 from .metrics import LocalMetrics
 from .scheduler import PriorityScheduler, Scheduler
@@ -251,7 +257,7 @@ class AsyncAIProcessor:
             return status_dict(task_from_record(task_id, fields))
         except (KeyError, ValueError) as exc:
             return {"task_id": task_id, "status": fields.get("status", "failed"),
-                    "error_type": "CorruptTaskError", "error_message": str(exc)}
+                    "error_type": CorruptTaskError.__name__, "error_message": str(exc)}
 
     async def wait_for_task(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait until the task finishes and return its final status dict. Event-driven.

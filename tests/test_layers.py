@@ -151,3 +151,17 @@ def test_all_lists_exactly_the_public_names() -> None:
 def test_public_subpackages_export_what_they_list(module: str) -> None:
     mod = importlib.import_module(module)
     assert set(mod.__all__) <= set(vars(mod))
+
+
+def test_every_error_type_a_record_can_carry_is_in_the_error_tree() -> None:
+    # Lua writes error types as text: each name it writes must be a class of errors.py.
+    import re
+
+    from chatroom_async import errors
+
+    lua = "".join(p.read_text("utf-8") for p in (PKG / "store" / "lua").glob("*.lua"))
+    python = "".join(p.read_text("utf-8") for p in PKG.rglob("*.py"))
+    named = set(re.findall(r'error_type\\?"\s*:\s*\\?"(\w+)', lua + python))
+    assert named, "the pattern no longer finds the error types written as text"
+    for name in named:
+        assert issubclass(getattr(errors, name, type(None)), errors.ChatroomAsyncError), name

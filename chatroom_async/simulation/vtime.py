@@ -24,19 +24,11 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ..errors import ChatroomAsyncError, ProcessorError
+from ..errors import ProcessorError, VirtualTimeDeadlock
 
 T = TypeVar("T")
 
 Main = Callable[[], Coroutine[Any, Any, T]]
-
-
-class VirtualTimeDeadlock(ChatroomAsyncError, RuntimeError):
-    """Nothing can ever happen again: no callback is ready, no timer is set, no thread works.
-
-    In a closed simulation this means a coroutine awaits something that only the outside
-    world could deliver (a future nobody resolves, a socket nobody writes to).
-    """
 
 
 class _JumpingSelector(selectors.DefaultSelector):

@@ -29,6 +29,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from ..clock import Clock
+from ..errors import CorruptTaskError
 from ..events import EventBus, event_json, message_json
 from ..metrics import LocalMetrics
 from ..settings import ProcessorSettings
@@ -174,8 +175,8 @@ class WorkerPool:
         # What is known of it; waiters and other processes still hear that it failed.
         task = AITask(task_id=c.task_id, user_id=0, request_type="", request_data={},
                       status=TaskStatus.FAILED, completed_at=now, deliveries=c.deliveries,
-                      error_type="CorruptTaskError", error_message=reason)
-        error = orjson.dumps({"error_type": "CorruptTaskError", "error_message": reason}).decode()
+                      error_type=CorruptTaskError.__name__, error_message=reason)
+        error = orjson.dumps({"error_type": CorruptTaskError.__name__, "error_message": reason}).decode()
         outcome = Outcome(c.task_id, c.token, "failed",
                           {"status": "failed", "completed_at": repr(now), "error": error},
                           event_json=event_json("task_failed", task)
