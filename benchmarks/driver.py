@@ -160,7 +160,7 @@ async def local_redis_pid(client: aioredis.Redis) -> int | None:
     """The Redis server's pid if it runs on this machine (for the CPU accounting)."""
     pid = (await client.info("server")).get("process_id")
     try:
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()  # noqa: ASYNC240 - procfs, once
     except (OSError, TypeError):
         return None
     return int(pid) if comm.startswith("redis") else None

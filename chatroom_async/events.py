@@ -298,7 +298,7 @@ class EventBus:
             await asyncio.gather(self._listener, return_exceptions=True)
         self._listener = None
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
             self._pubsub = None
         if self._pending:
             _, late = await asyncio.wait(set(self._pending), timeout=5.0)

@@ -176,7 +176,8 @@ class WorkerPool:
         task = AITask(task_id=c.task_id, user_id=0, request_type="", request_data={},
                       status=TaskStatus.FAILED, completed_at=now, deliveries=c.deliveries,
                       error_type=CorruptTaskError.__name__, error_message=reason)
-        error = orjson.dumps({"error_type": CorruptTaskError.__name__, "error_message": reason}).decode()
+        error = orjson.dumps({"error_type": CorruptTaskError.__name__,
+                              "error_message": reason}).decode()
         outcome = Outcome(c.task_id, c.token, "failed",
                           {"status": "failed", "completed_at": repr(now), "error": error},
                           event_json=event_json("task_failed", task)

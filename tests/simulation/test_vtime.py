@@ -124,7 +124,7 @@ async def test_cancelling_run_virtual_async_cancels_the_run() -> None:
     async def forever() -> None:
         started.set()
         try:
-            while True:
+            while True:  # noqa: ASYNC110 - runs until cancelled
                 await asyncio.sleep(1)
         finally:
             stopped.set()

@@ -35,7 +35,7 @@ async def test_a_cancelled_call_does_not_desynchronise_the_next(redis: Redis) ->
         for i in range(20):
             call = asyncio.ensure_future(lane.run(script, ["cancelled"], [str(i)]))
             for _ in range(i % 4):
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # noqa: ASYNC110 - no event for a socket's EOF
             call.cancel()
             await asyncio.gather(call, return_exceptions=True)
             assert await lane.run(script, ["next"], [str(i)]) == ["next", str(i)]
@@ -153,8 +153,8 @@ async def test_an_idle_connection_the_server_closed_is_reopened_before_sending(
         assert await real_redis.client_kill_filter(_id=str(client_id)) == 1
         reader = lane._conn._reader  # type: ignore[union-attr]
         async with asyncio.timeout(5):
-            while not reader.at_eof():  # until the loop has read the server's FIN
-                await asyncio.sleep(0)
+            while not reader.at_eof():  # noqa: ASYNC110 - no event for a socket's EOF
+                await asyncio.sleep(0)  # until the loop has read the server's FIN
         assert await lane.run(script, [key], []) == 2  # sent on a new connection, once
         assert await real_redis.get(key) == "2"
     finally:
