@@ -1,7 +1,30 @@
-"""The task record as stored in its Redis hash, and back. Pure functions.
+"""The task record as stored in its Redis hash (`Keys.task(id)`), and back. Pure functions.
 
-A record keeps the immutable request in one JSON field (`spec`) and the mutable state in
-small fields the Lua scripts update one by one (`status`, `retry_count`, `lease`...).
+This module owns the record's fields: the table below is every field there is, and the
+Python that writes outcomes builds its fields here (`completed_fields`, `failed_fields`,
+`retrying_fields`); the Lua scripts write the fields named beside them and no others
+(`tests/store/test_records.py` checks both). The immutable request is one JSON field
+(`spec`); the mutable state is small fields the scripts update one by one.
+
+    field        value                                   written by
+    spec         JSON: user_id, request_type, request_data, timeout, created_at
+                                                         enqueue.lua
+    priority     TaskPriority as an int ("0".."3")       enqueue.lua
+    max_retries  int                                     enqueue.lua
+    score        float: its place in the ready set (the scheduler's), for a retry or a
+                 hand-back to come back to the same place      enqueue.lua
+    retry_count  int: retries scheduled so far           enqueue.lua, retrying_fields
+    deliveries   int: claims so far (a worker took it)   enqueue.lua, claim.lua
+    status       TaskStatus value                        every script; the outcome builders
+    lease        the holder's token, '' when none        claim.lua, finish.lua, release.lua,
+                                                         cancel.lua
+    started_at   float seconds: the latest claim         claim.lua
+    completed_at float seconds: when it ended            finish/cancel/claim.lua (dead)
+    result       JSON: the AI's result                   completed_fields
+    cached       "1" when the result came from the cache completed_fields
+    error        JSON {error_type, error_message, ...}: the latest error
+                                                         failed_fields, retrying_fields,
+                                                         claim.lua (DeliveryLimitExceeded)
 """
 
 from __future__ import annotations
@@ -9,6 +32,31 @@ from __future__ import annotations
 import orjson
 
 from ..task import AITask, TaskPriority, TaskStatus
+
+#: Every field a record can hold (the table above).
+FIELDS = frozenset({"spec", "priority", "max_retries", "score", "retry_count", "deliveries",
+                    "status", "lease", "started_at", "completed_at", "result", "cached",
+                    "error"})
+
+
+def completed_fields(now: float, result_json: str, *, cached: bool) -> dict[str, str]:
+    """The fields a successful attempt records."""
+    fields = {"status": TaskStatus.COMPLETED.value, "completed_at": repr(now),
+              "result": result_json}
+    if cached:
+        fields["cached"] = "1"
+    return fields
+
+
+def failed_fields(now: float, error_json: str) -> dict[str, str]:
+    """The fields of a task that failed for good."""
+    return {"status": TaskStatus.FAILED.value, "completed_at": repr(now), "error": error_json}
+
+
+def retrying_fields(retry_count: int, error_json: str) -> dict[str, str]:
+    """The fields of a task waiting in the delayed set for its next attempt."""
+    return {"status": TaskStatus.RETRYING.value, "retry_count": str(retry_count),
+            "error": error_json}
 
 
 def spec_json(task: AITask) -> str:

@@ -23,6 +23,7 @@ from ..events import EventBus, event_json
 from ..retry import RetryPolicy
 from ..store.cache import ResponseCache
 from ..store.queue import Outcome
+from ..store.records import completed_fields, failed_fields, retrying_fields
 from ..task import AITask, TaskStatus
 
 Publish = Callable[[str, AITask], Awaitable[None]]
@@ -124,9 +125,7 @@ class Attempt:
             return self._failed(task, token, BadRequestError(f"result is not JSON: {exc}"))
         final = task.copy(status=TaskStatus.COMPLETED, completed_at=now, result=result,
                           cached=cached)
-        fields = {"status": "completed", "completed_at": repr(now), "result": result_json}
-        if cached:
-            fields["cached"] = "1"
+        fields = completed_fields(now, result_json, cached=cached)
         outcome = Outcome(task.task_id, token, "completed", fields,
                           self._event("task_completed", final),
                           seconds=now - (task.started_at or now))
@@ -139,12 +138,12 @@ class Attempt:
         common = {"error_type": type(error).__name__, "error_message": error.message}
         if delay is None:
             final = task.copy(status=TaskStatus.FAILED, completed_at=now, **common)
-            fields = {"status": "failed", "completed_at": repr(now), "error": error_json}
+            fields = failed_fields(now, error_json)
             return (Outcome(task.task_id, token, "failed", fields,
                             self._event("task_failed", final)), "task_failed", final)
         retries = task.retry_count + 1
         final = task.copy(status=TaskStatus.RETRYING, retry_count=retries, **common)
-        fields = {"status": "retrying", "retry_count": str(retries), "error": error_json}
+        fields = retrying_fields(retries, error_json)
         return (Outcome(task.task_id, token, "retry", fields,
                         self._event("task_retrying", final), due=now + delay),
                 "task_retrying", final)

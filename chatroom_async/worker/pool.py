@@ -34,7 +34,7 @@ from ..events import EventBus, event_json, message_json
 from ..metrics import LocalMetrics
 from ..settings import ProcessorSettings
 from ..store.queue import Claimed, ClaimResult, Outcome, TaskQueue
-from ..store.records import task_from_record, task_from_spec
+from ..store.records import failed_fields, task_from_record, task_from_spec
 from ..task import AITask, TaskStatus
 from .attempt import Attempt
 from .outbox import Outbox
@@ -179,7 +179,7 @@ class WorkerPool:
         error = orjson.dumps({"error_type": CorruptTaskError.__name__,
                               "error_message": reason}).decode()
         outcome = Outcome(c.task_id, c.token, "failed",
-                          {"status": "failed", "completed_at": repr(now), "error": error},
+                          failed_fields(now, error),
                           event_json=event_json("task_failed", task)
                           if self.settings.publish_events else "")
         self._spawn(self._fail_corrupt(outcome, task))
