@@ -4,20 +4,22 @@ full, claims tasks for the places they free in the same round trip.
 
 Events about a task leave this process in order: "started" goes out in the message of the
 call that records the task's end, ahead of it, or in a message before it. The outbox owns
-no runs: its pool says which run an outcome ends, settles it, and starts what was claimed.
+no runs and does not know its pool: the pool drives it (`wait`, then `drain`), says how many
+places each call may claim for, and settles what each call returns (`Sent`) before the next.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 
 from ..clock import Clock
 from ..events import message_json
 from ..settings import ProcessorSettings
 from ..store.queue import ClaimResult, Outcome, TaskQueue
-from .slots import Run, SlotLedger
+from .slots import SlotLedger
 
 log = logging.getLogger("chatroom_async.worker")  # the pool's logger, as before the move
 
@@ -29,39 +31,45 @@ log = logging.getLogger("chatroom_async.worker")  # the pool's logger, as before
 _MAX_FINISH_BATCH = 10
 
 
-class Pool(Protocol):
-    """What the outbox needs of its worker pool."""
+@dataclass(slots=True)
+class Sent:
+    """One script call's worth of outcomes, after the call: what the pool settles next.
 
-    slots: SlotLedger
+    Attributes:
+        outcomes: what the call tried to record, in order.
+        recorded: for each, whether it was recorded (the lease was still this worker's).
+        claimed: the tasks the same call claimed (None when it claimed nothing).
+        now: the time the call was made at.
+    """
 
-    def run_of(self, outcome: Outcome) -> Run | None:
-        """The run this outcome ends, if it still holds its place."""
+    outcomes: list[Outcome]
+    recorded: list[bool]
+    claimed: ClaimResult | None
+    now: float
+    _futures: list[asyncio.Future[bool]]
 
-    def settle(self, run: Run) -> None:
-        """Give the run's place (and slot) back: its outcome is settled."""
-
-    def claims_with_outcomes(self) -> bool:
-        """Whether the calls that record outcomes should claim for the places they free."""
-
-    async def adopt(self, result: ClaimResult, now: float) -> None:
-        """Start (or, when stopping, hand back) what such a call claimed."""
+    def wake(self) -> None:
+        """Tell each outcome's submitter whether it was recorded (once; idempotent)."""
+        for fut, ok in zip(self._futures, self.recorded, strict=True):
+            if not fut.done():
+                fut.set_result(ok)
 
 
 class Outbox:
     """Batches the outcomes and "started" events of one pool into script calls.
 
     Args:
-        pool: whose runs the outcomes end.
         queue: the Redis layer.
+        slots: the pool's slot ledger, to reserve the places a call claims for.
         settings: leases, publishing, delivery limit.
         clock: time source.
         origin: this process's id, named in every event message.
         worker_id: the pool's, for claims and logs.
     """
 
-    def __init__(self, pool: Pool, *, queue: TaskQueue, settings: ProcessorSettings,
+    def __init__(self, *, queue: TaskQueue, slots: SlotLedger, settings: ProcessorSettings,
                  clock: Clock, origin: str, worker_id: str) -> None:
-        self.pool, self.queue, self.settings, self.clock = pool, queue, settings, clock
+        self.queue, self.slots, self.settings, self.clock = queue, slots, settings, clock
         self.origin, self.worker_id = origin, worker_id
         self._outcomes: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._announce: list[str] = []  # "started" events, to leave ahead of any outcome
@@ -92,15 +100,18 @@ class Outbox:
         if next_due is not None:
             self._sweep_at = min(self._sweep_at, next_due)
 
-    async def run(self) -> None:
-        """Send what comes, as it comes (the pool's flusher task)."""
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            await self.flush()
+    async def wait(self) -> None:
+        """Return once something waits to be sent."""
+        await self._ready.wait()
+        self._ready.clear()
 
-    async def flush(self) -> None:
-        """Send everything waiting, a batch per call."""
+    async def drain(self, places: Callable[[list[Outcome]], int]) -> AsyncGenerator[Sent, None]:
+        """Send everything waiting, a batch per call, yielding each call's `Sent`.
+
+        `places(batch)` says for how many places the call may claim (0: record only). The
+        caller settles a `Sent` and wakes its submitters before asking for the next; an
+        abandoned `Sent` wakes them anyway.
+        """
         while self._announce or self._outcomes:
             if not self._outcomes:
                 await self._publish_announcements()
@@ -108,24 +119,23 @@ class Outbox:
             batch = self._outcomes[:_MAX_FINISH_BATCH]
             del self._outcomes[:_MAX_FINISH_BATCH]
             started, self._announce = self._announce, []
+            outcomes = [o for o, _ in batch]
             claimed: ClaimResult | None = None
             now = self.clock.now()
             try:
-                recorded, claimed = await self._record([o for o, _ in batch], now, started)
+                recorded, claimed = await self._record(outcomes, now, started,
+                                                       places(outcomes))
             except Exception as exc:  # the leases will expire and the tasks run again
                 log.error("worker %s: could not record %d outcomes: %r", self.worker_id,
                           len(batch), exc)
                 recorded = [False] * len(batch)
                 # The "started" events are dropped, not sent again: the call may have
                 # published them, and a second copy would arrive after the task's end.
-            for (outcome, fut), ok in zip(batch, recorded, strict=True):
-                run = self.pool.run_of(outcome)
-                if run is not None:
-                    self.pool.settle(run)
-                if not fut.done():
-                    fut.set_result(ok)
-            if claimed is not None:  # after the finished runs are woken: events stay in order
-                await self.pool.adopt(claimed, now)
+            sent = Sent(outcomes, recorded, claimed, now, [f for _, f in batch])
+            try:
+                yield sent
+            finally:
+                sent.wake()
 
     async def _publish_announcements(self) -> None:
         started, self._announce = self._announce, []
@@ -134,22 +144,19 @@ class Outbox:
         except Exception as exc:  # events are best effort; the records are the truth
             log.error("worker %s: could not publish started events: %r", self.worker_id, exc)
 
-    async def _record(self, outcomes: list[Outcome], now: float,
-                      started: list[str]) -> tuple[list[bool], ClaimResult | None]:
-        """Record a batch (publishing `started` events ahead of its own); when the pool is
-        full, claim for the freed places in the same call."""
+    async def _record(self, outcomes: list[Outcome], now: float, started: list[str],
+                      places: int) -> tuple[list[bool], ClaimResult | None]:
+        """Record a batch (publishing `started` events ahead of its own); with places to
+        fill, claim for them in the same call."""
         publish = self.settings.publish_events
-        slots = self.pool.slots
-        freeing = sum(1 for o in outcomes if self.pool.run_of(o) is not None)
-        places = slots.free() + freeing
         for o in outcomes:  # our own retries: sweep when the first of them is due
             if o.due is not None:
                 self._sweep_at = min(self._sweep_at, o.due)
-        if not (self.pool.claims_with_outcomes() and places > 0):
+        if places <= 0:
             return await self.queue.finish(outcomes, origin=self.origin,
                                            publish=publish, started=started), None
         sweep = now >= self._sweep_at
-        with slots.claim(places):  # until just before flush() places what came back
+        with self.slots.claim(places):  # until just before the pool places what came back
             recorded, result = await self.queue.finish_and_claim(
                 outcomes, origin=self.origin, publish=publish, now=now,
                 lease_s=self.settings.lease_s, max_count=places, worker_id=self.worker_id,

@@ -23,6 +23,7 @@ import functools
 import logging
 import random
 from collections.abc import Awaitable
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -67,7 +68,7 @@ class WorkerPool:
         self.running: dict[str, Run] = {}
         self.slots = SlotLedger(concurrency, settings.prefetch)
         self._tasks: set[asyncio.Task[None]] = set()  # every run's task until it ends
-        self.outbox = Outbox(self, queue=queue, settings=settings, clock=clock,
+        self.outbox = Outbox(queue=queue, slots=self.slots, settings=settings, clock=clock,
                              origin=bus.origin, worker_id=worker_id)
         self._stopping = False
         self._full = False  # the fetcher waits for a free slot
@@ -78,7 +79,7 @@ class WorkerPool:
         self._loops = [asyncio.create_task(coro, name=f"chatroom_async.{name}")
                        for name, coro in (("fetch", self._fetch_loop()),
                                           ("renew", self._renew_loop()),
-                                          ("flush", self.outbox.run()))]
+                                          ("flush", self._flush_loop()))]
 
     # -- claiming --------------------------------------------------------------------------
     async def _fetch_loop(self) -> None:
@@ -256,17 +257,39 @@ class WorkerPool:
         run.handle.cancel()
         return True
 
-    # -- outcomes (the outbox's side of the pool) ------------------------------------------
+    # -- outcomes: the pool drives its outbox ----------------------------------------------
+    async def _flush_loop(self) -> None:
+        """Send outcomes as they come (the pool's flusher task)."""
+        while True:
+            await self.outbox.wait()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Record everything waiting; settle each call's runs, wake their coroutines, then
+        start what the call claimed (in that order: events stay in order)."""
+        async with aclosing(self.outbox.drain(self._places)) as calls:
+            async for sent in calls:
+                for outcome in sent.outcomes:
+                    run = self.run_of(outcome)
+                    if run is not None:
+                        self.settle(run)
+                sent.wake()
+                if sent.claimed is not None:
+                    await self.adopt(sent.claimed, sent.now)
+
+    def _places(self, outcomes: list[Outcome]) -> int:
+        """While the fetcher waits for a free place, a call that records outcomes claims for
+        the places they free (and any free ones); otherwise it only records."""
+        if not self._full or self._stopping:
+            return 0
+        return self.slots.free() + sum(1 for o in outcomes if self.run_of(o) is not None)
+
     def run_of(self, outcome: Outcome) -> Run | None:
         """The run this outcome ends, if it still holds its place."""
         run = self.running.get(outcome.task_id)
         if run is None or run.token != outcome.token or run.settled:
             return None
         return run
-
-    def claims_with_outcomes(self) -> bool:
-        """While the fetcher waits for a free place, the outbox claims for those it frees."""
-        return self._full and not self._stopping
 
     async def adopt(self, result: ClaimResult, now: float) -> None:
         """Run tasks the outbox claimed, unless stop() began meanwhile."""
@@ -325,7 +348,7 @@ class WorkerPool:
         for handle in handles:
             handle.cancel()
         await asyncio.gather(*handles, return_exceptions=True)
-        await self.outbox.flush()
+        await self._flush()
         # If Redis is unreachable now, the leases expire and the tasks run again elsewhere.
         released = await self._quietly("hand back unfinished tasks", self.queue.release(
             [(r.task.task_id, r.token) for r in leftovers]))

@@ -1,5 +1,5 @@
-"""The outbox on its own, with a stand-in pool: what it records, in which message the
-"started" events leave, and what it tells the pool."""
+"""The outbox on its own, driven by a stand-in pool: what it records, in which message the
+"started" events leave, and what it returns to the pool."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from chatroom_async import AITask, ProcessorSettings
 from chatroom_async.clock import SystemClock
-from chatroom_async.store.queue import ClaimResult, Outcome, TaskQueue
+from chatroom_async.store.queue import Outcome, TaskQueue
 from chatroom_async.worker.outbox import Outbox
 from chatroom_async.worker.slots import Run, SlotLedger
 
@@ -19,25 +19,23 @@ SPEC = '{"user_id":1,"request_type":"chat_completion","request_data":{"message":
 
 
 class StandInPool:
-    """Knows one run; never asks the outbox to claim."""
+    """Knows one run; drives the outbox as a pool does, never letting it claim."""
 
-    def __init__(self, run: Run) -> None:
-        self.slots = SlotLedger(1, 0)
-        self.run = run
+    def __init__(self, outbox: Outbox, run: Run) -> None:
+        self.outbox, self.run = outbox, run
         self.settled: list[str] = []
 
-    def run_of(self, outcome: Outcome) -> Run | None:
-        return self.run if outcome.token == self.run.token and not self.run.settled else None
+    def places(self, outcomes: list[Outcome]) -> int:
+        return 0
 
-    def settle(self, run: Run) -> None:
-        run.settled = True
-        self.settled.append(run.task.task_id)
-
-    def claims_with_outcomes(self) -> bool:
-        return False
-
-    async def adopt(self, result: ClaimResult, now: float) -> None:
-        raise AssertionError("the outbox claimed although the pool did not ask it to")
+    async def flush(self) -> None:
+        async for sent in self.outbox.drain(self.places):
+            for outcome in sent.outcomes:
+                if outcome.token == self.run.token and not self.run.settled:
+                    self.run.settled = True
+                    self.settled.append(outcome.task_id)
+            sent.wake()
+            assert sent.claimed is None, "the outbox claimed although the pool said 0 places"
 
 
 def ended(task_id: str, token: str, event: str) -> Outcome:
@@ -51,9 +49,9 @@ async def test_started_events_leave_ahead_of_the_outcomes_they_precede(
     [claimed] = (await queue.claim(now=0.0, lease_s=30, max_count=1, worker_id="w",
                                    extra_deliveries=1)).claimed
     task = AITask(task_id="a", user_id=1, request_type="chat_completion", request_data={})
-    pool = StandInPool(Run(task, claimed.token))
-    outbox = Outbox(pool, queue=queue, settings=ProcessorSettings(), clock=SystemClock(),
-                    origin="o", worker_id="w")
+    outbox = Outbox(queue=queue, slots=SlotLedger(1, 0), settings=ProcessorSettings(),
+                    clock=SystemClock(), origin="o", worker_id="w")
+    pool = StandInPool(outbox, Run(task, claimed.token))
     listener = redis.pubsub()
     await listener.subscribe(queue.keys.events)
     try:
@@ -62,7 +60,7 @@ async def test_started_events_leave_ahead_of_the_outcomes_they_precede(
         recorded, stale, _ = await asyncio.gather(
             outbox.submit(ended("a", claimed.token, '{"event":"task_completed","n":2}')),
             outbox.submit(ended("a", "w:0", '{"event":"stale"}')),
-            outbox.flush())
+            pool.flush())
         assert recorded is True and stale is False
         assert pool.settled == ["a"]  # the stale delivery ends no run of this pool
         async with asyncio.timeout(5):
