@@ -3,9 +3,11 @@
 `simulate` (or `await simulate_async` in a notebook) drives the same `AsyncAIProcessor`
 code, on the embedded fakeredis, with the simulated LLM API, under a virtual clock: the
 event loop jumps over idle time instead of waiting. The same seed gives the same report.
+`run_virtual` / `await run_virtual_async(main)` run any coroutine of your own that way
+(the notebooks trace one request's events in virtual time with it).
 
     run.py        `SimulationConfig`, `simulate`, `simulate_async`, the `simulate` command
-    vtime.py      the virtual-time event loop
+    vtime.py      the virtual-time event loop, `run_virtual`, `run_virtual_async`
     arrivals.py   when tasks arrive (constant, Poisson, bursty) and what they ask
     recorder.py   collects each task's trace from the processor's events
     report.py     `SimulationReport`: throughput, latency, retries, goodput, time series
@@ -20,6 +22,8 @@ from .run import (
     simulate,
     simulate_async,
 )
+from .vtime import run_virtual, run_virtual_async
 
 __all__ = ["SIM_EPOCH", "SimulationConfig", "SimulationReport", "add_simulate_parser",
-           "run_simulate_command", "simulate", "simulate_async"]
+           "run_simulate_command", "run_virtual", "run_virtual_async", "simulate",
+           "simulate_async"]
