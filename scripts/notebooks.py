@@ -2,16 +2,18 @@
 
 A notebook is committed without outputs and without execution counts, except the cells
 whose first line is `# NBVAL_CHECK_OUTPUT`: their stored outputs are what nbval compares
-a fresh run against. This script is the one way to get there:
+a fresh run against (with the execution count a run from the top gives them: nbval
+refuses stored outputs of a cell without one). This script is the one way to get there:
 
     python scripts/notebooks.py refresh notebooks/01_architecture.ipynb   # run, then strip
     python scripts/notebooks.py strip notebooks/01_architecture.ipynb     # strip, no run
     python scripts/notebooks.py check                                     # exit 1 if not clean
 
 `refresh` executes the notebook in place with nbclient on this interpreter's kernel (like
-nbval's `--nbval-current-env`), then keeps only the outputs of check cells and drops
-execution counts and editor metadata. `check` changes nothing; tests/test_notebook_files.py
-runs the same check, so CI fails on a notebook committed with outputs.
+nbval's `--nbval-current-env`), then keeps only the outputs of check cells and drops the
+other execution counts and editor metadata. `check` changes nothing;
+tests/test_notebook_files.py runs the same check, so CI fails on a notebook committed
+with outputs.
 """
 
 from __future__ import annotations
@@ -46,8 +48,18 @@ def is_check_cell(cell: Any) -> bool:
     return bool(lines) and lines[0].strip() == CHECK_MARK
 
 
+def expected_count(nb: Any, index: int) -> int | None:
+    """The execution count cell `index` keeps: None, except for a check cell with outputs
+    (nbval refuses stored outputs of a cell that never ran), which keeps its place among
+    the code cells, the count a run from the top gives it."""
+    cell = nb["cells"][index]
+    if not (is_check_cell(cell) and cell.get("outputs")):
+        return None
+    return sum(1 for c in nb["cells"][:index + 1] if c["cell_type"] == "code")
+
+
 def clean(nb: Any) -> Any:
-    """A copy of `nb` in its committed form: only check cells keep outputs; no counts."""
+    """A copy of `nb` in its committed form: only check cells keep outputs and counts."""
     nb = copy.deepcopy(nb)
     nb["metadata"] = copy.deepcopy(NOTEBOOK_METADATA)
     for cell in nb["cells"]:
@@ -56,17 +68,19 @@ def clean(nb: Any) -> Any:
         if cell["cell_type"] != "code":
             cell.pop("outputs", None)
             cell.pop("execution_count", None)
-            continue
-        cell["execution_count"] = None
-        outputs = cell.get("outputs", []) if is_check_cell(cell) else []
-        cell["outputs"] = [_clean_output(o) for o in outputs]
+        elif not is_check_cell(cell):
+            cell["outputs"] = []
+    for index, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            count = cell["execution_count"] = expected_count(nb, index)
+            cell["outputs"] = [_clean_output(o, count) for o in cell["outputs"]]
     return nb
 
 
-def _clean_output(output: Any) -> Any:
+def _clean_output(output: Any, count: int | None) -> Any:
     output = copy.deepcopy(output)
     if "execution_count" in output:
-        output["execution_count"] = None
+        output["execution_count"] = count
     if "metadata" in output:
         output["metadata"] = {}
     return output
@@ -79,8 +93,10 @@ def problems(nb: Any) -> list[str]:
         if cell["cell_type"] != "code":
             continue
         check = is_check_cell(cell)
-        if cell.get("execution_count") is not None:
-            found.append(f"cell {n}: execution count {cell['execution_count']} is stored")
+        count, wanted = cell.get("execution_count"), expected_count(nb, n - 1)
+        if count != wanted:
+            found.append(f"cell {n}: execution count {count} is stored" if wanted is None
+                         else f"cell {n}: a checked cell's execution count must be {wanted}")
         if cell.get("outputs") and not check:
             found.append(f"cell {n}: has {len(cell['outputs'])} output(s), but only "
                          f"{CHECK_MARK} cells keep theirs")
@@ -88,8 +104,8 @@ def problems(nb: Any) -> list[str]:
             found.append(f"cell {n}: a {CHECK_MARK} cell with no stored output checks nothing")
         if check and any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
             found.append(f"cell {n}: its stored output is an error")
-        if any(o.get("execution_count") is not None for o in cell.get("outputs", [])):
-            found.append(f"cell {n}: an output stores an execution count")
+        if any(o.get("execution_count") not in (None, wanted) for o in cell.get("outputs", [])):
+            found.append(f"cell {n}: an output stores another execution count")
     if not found and clean(nb) != nb:
         found.append("editor metadata is stored (execution times, widget state, versions...)")
     return found

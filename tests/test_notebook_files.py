@@ -76,7 +76,7 @@ def sample() -> nbformat.NotebookNode:
 
 def test_problems_name_each_cell_and_what_is_wrong() -> None:
     found = nbtool.problems(sample())
-    assert "cell 2: execution count 3 is stored" in found
+    assert "cell 2: a checked cell's execution count must be 1" in found
     assert "cell 3: execution count 4 is stored" in found
     assert any(line.startswith("cell 3: has 1 output(s)") for line in found)
     assert not any(line.startswith("cell 2: has") for line in found)  # a check cell may
@@ -88,7 +88,7 @@ def test_clean_keeps_only_checked_outputs_and_is_then_clean() -> None:
     cleaned = nbtool.clean(nb)
     assert nb == before  # the input is not changed
     checked, plain = cleaned.cells[1], cleaned.cells[2]
-    assert checked.outputs[0]["text"] == "1\n" and checked.execution_count is None
+    assert checked.outputs[0]["text"] == "1\n" and checked.execution_count == 1
     assert plain.outputs == [] and plain.execution_count is None
     assert plain.metadata == {"tags": ["keep"]}
     assert "widgets" not in cleaned.metadata
@@ -99,8 +99,10 @@ def test_clean_keeps_only_checked_outputs_and_is_then_clean() -> None:
 def test_a_check_cell_without_output_or_with_an_error_is_reported() -> None:
     nb = nbtool.clean(sample())
     nb.cells[1].outputs = []
+    nb.cells[1].execution_count = None
     assert nbtool.problems(nb) == ["cell 2: a # NBVAL_CHECK_OUTPUT cell with no stored "
                                    "output checks nothing"]
+    nb.cells[1].execution_count = 1
     nb.cells[1].outputs = [new_output("error", ename="E", evalue="x", traceback=[])]
     assert nbtool.problems(nb) == ["cell 2: its stored output is an error"]
 
@@ -137,7 +139,7 @@ def test_refresh_runs_the_notebook_and_keeps_only_checked_outputs(tmp_path: Path
     assert run_script("refresh", str(path)).returncode == 0
     done = nbformat.read(path, as_version=4)
     assert [c.outputs for c in done.cells][0] == []
-    assert done.cells[1].outputs[0]["text"] == "42\n"
+    assert done.cells[1].outputs[0]["text"] == "42\n" and done.cells[1].execution_count == 2
     assert done.cells[2].outputs == []
     assert nbtool.problems(done) == []
 
@@ -177,3 +179,21 @@ def test_env_check_passes_here() -> None:
                                               ("3.11", (3, 11)), ("dev", ())])
 def test_env_check_reads_versions(text: str, parsed: tuple[int, ...]) -> None:
     assert load_env_check().parse_version(text) == parsed
+
+
+def mermaid(text: str) -> list[str]:
+    return [b.strip() for b in re.findall(r"```mermaid\n(.*?)```", text, flags=re.S)]
+
+
+def notebook_markdown(name: str) -> str:
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def test_the_chapter_diagrams_are_mirrored_in_docs() -> None:
+    """docs/diagrams.md (GitHub renders it) holds the same two diagrams as the notebooks."""
+    architecture, sequence = mermaid((ROOT / "docs/diagrams.md").read_text("utf-8"))
+    assert architecture.startswith("graph TB") and "负载均衡<br/>Load Balancer" in architecture
+    assert sequence.startswith("sequenceDiagram") and "推送错误" in sequence
+    assert mermaid(notebook_markdown("01_architecture.ipynb")) == [architecture, sequence]
+    assert mermaid(notebook_markdown("02_sequence.ipynb")) == [sequence]

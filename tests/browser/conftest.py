@@ -18,6 +18,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,11 @@ def lab_env(base: Path) -> dict[str, str]:
     # The "get notified about official Jupyter news?" toast covers part of every screenshot.
     (settings / "@jupyterlab/apputils-extension/notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}), encoding="utf-8")
+    # Render every cell (JupyterLab 4 renders only those near the viewport by default), so a
+    # test sees every prompt and output.
+    (settings / "@jupyterlab/notebook-extension").mkdir(parents=True, exist_ok=True)
+    (settings / "@jupyterlab/notebook-extension/tracker.jupyterlab-settings").write_text(
+        json.dumps({"windowingMode": "none"}), encoding="utf-8")
     dirs = {"JUPYTER_CONFIG_DIR": "config", "JUPYTER_DATA_DIR": "data",
             "JUPYTER_RUNTIME_DIR": "runtime", "JUPYTERLAB_WORKSPACES_DIR": "workspaces",
             "IPYTHONDIR": "ipython"}
@@ -120,7 +127,30 @@ def start_lab(command: list[str], *, base: Path, root_dir: Path, cwd: Path = ROO
     if not ready.wait(START_TIMEOUT_S) or proc.poll() is not None:
         stop_lab(lab)
         raise RuntimeError(f"JupyterLab did not start; its log:\n{log_path.read_text('utf-8')}")
+    wait_listening(port)
+    # Served by the loop, so only after start-up wrote the runtime files (which it does
+    # just after the banner): tests may read them from here on.
+    with urllib.request.urlopen(lab.url("api/status"), timeout=START_TIMEOUT_S) as reply:
+        assert reply.status == 200
     return lab
+
+
+def wait_listening(port: int, timeout_s: float = 10.0) -> None:
+    """Return once 127.0.0.1:`port` accepts a connection.
+
+    jupyter_server logs its banner and then binds its port in the first turn of its
+    event loop, so a connection right after the banner can be refused. Another process's
+    listen() sends us no event: this retries every 20 ms, up to `timeout_s`.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def stop_lab(lab: Lab) -> None:
@@ -144,7 +174,9 @@ def jupyter_lab(tmp_path: Path) -> Iterator[Lab]:
     shutil.copytree(ROOT / "notebooks", work / "notebooks",
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     jupyter = Path(sys.executable).with_name("jupyter")
-    lab = start_lab([str(jupyter), "lab"], base=tmp_path / "jupyter", root_dir=work)
+    # expose_app_in_browser: tests read the kernel's state from window.jupyterapp
+    lab = start_lab([str(jupyter), "lab", "--LabApp.expose_app_in_browser=True"],
+                    base=tmp_path / "jupyter", root_dir=work)
     yield lab
     stop_lab(lab)
 
@@ -166,10 +198,19 @@ def lab_page(tmp_path: Path) -> Iterator[Any]:
 
 
 def open_notebook(page: Any, lab: Lab, name: str) -> None:
-    """Open `name` and wait until its kernel is idle."""
+    """Open `name` and wait until its kernel is connected and idle (Run All before that
+    pops a "Select Kernel" dialog instead of running)."""
     page.goto(lab.notebook_url(name))
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                           timeout=60_000)
+    page.wait_for_function(
+        """() => {
+            const app = window.jupyterapp;
+            const widget = app && app.shell.currentWidget;
+            const kernel = widget && widget.sessionContext && widget.sessionContext.session
+                && widget.sessionContext.session.kernel;
+            return !!kernel && kernel.connectionStatus === 'connected'
+                && kernel.status === 'idle';
+        }""", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
 
 
 TRACEBACK = "Traceback (most recent call last)"
