@@ -197,3 +197,15 @@ def test_the_chapter_diagrams_are_mirrored_in_docs() -> None:
     assert sequence.startswith("sequenceDiagram") and "推送错误" in sequence
     assert mermaid(notebook_markdown("01_architecture.ipynb")) == [architecture, sequence]
     assert mermaid(notebook_markdown("02_sequence.ipynb")) == [sequence]
+
+
+def test_the_modules_01_names_for_each_box_exist() -> None:
+    """01_architecture maps each box of the diagram to files; they must stay real."""
+    text = notebook_markdown("01_architecture.ipynb")
+    table = text[text.index("| 方框 | 模块"):]
+    table = table[:table.index("\n\n")]
+    named = set(re.findall(r"`([\w/]+(?:\.py|/)|store/lua/\*\.lua)`", table))
+    named.discard("chatroom_async/")  # the header: "模块（`chatroom_async/` 下）"
+    assert len(named) >= 14
+    for path in named:
+        assert list((ROOT / "chatroom_async").glob(path.rstrip("/"))), path
