@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import Receive, Scope, Send
 
-from chatroom_async import AIError, ServerError
+from chatroom_async import AIError, ServerError, StreamInterruptedError
 from chatroom_async.simulated import SimStream
 
 from .sim_wire import (
@@ -94,10 +94,11 @@ class ChatEndpoint:
     async def _serve(self, call: ChatCall, record: CallRecord, receive: Receive, send: Send,
                      extra: Headers) -> None:
         """Answer while watching for the client's departure; whichever comes first wins."""
-        await self.server.note()  # a call has started
         answer = _Answer(self.server, call, record, send, extra)
         work = asyncio.create_task(answer.run())
         gone = asyncio.create_task(_disconnected(receive))
+        await asyncio.sleep(0)  # the call's first step (its admission) runs, then waiters hear
+        await self.server.note()
         with self.server.tracking(work):
             try:
                 await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -162,13 +163,14 @@ class _Answer:
         async with stream:
             try:
                 chunk = await anext(stream)  # admission and the time to first token
+            except StreamInterruptedError:
+                await self._start_events()
+                self.record.outcome = "cut"  # broke before its first token: cut at once
+                return
             except AIError as exc:
                 await self._fail(exc)
                 return
-            await self.send({"type": "http.response.start", "status": 200, "headers": _encode(
-                [("content-type", "text/event-stream; charset=utf-8"),
-                 ("cache-control", "no-cache"), *self.extra])})
-            self.record.status = 200
+            await self._start_events()
             first = True
             while True:
                 await self._body(chunk_event(self.call, self.record.number, chunk.text,
@@ -186,6 +188,12 @@ class _Answer:
         self.record.outcome = "ok"
         await self.send({"type": "http.response.body", "body": sse("[DONE]"),
                          "more_body": False})
+
+    async def _start_events(self) -> None:
+        self.record.status = 200
+        await self.send({"type": "http.response.start", "status": 200, "headers": _encode(
+            [("content-type", "text/event-stream; charset=utf-8"),
+             ("cache-control", "no-cache"), *self.extra])})
 
     async def _body(self, data: bytes) -> None:
         await self.send({"type": "http.response.body", "body": data, "more_body": True})

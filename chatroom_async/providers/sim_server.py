@@ -92,7 +92,8 @@ class SimServer:
                 "backend": {name: getattr(sim, name) for name in sim.__slots__}}
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        """Wait until `predicate()` holds; it is checked each time a call starts or ends.
+        """Wait until `predicate()` holds; it is checked each time a call starts (once the
+        simulator has admitted it) or ends.
 
         Raises:
             TimeoutError: not within `timeout` seconds.
