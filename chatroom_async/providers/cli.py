@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from typing import Any, NoReturn
 
@@ -106,6 +107,14 @@ def run_sim_server(args: argparse.Namespace) -> int:
         _fail(f"cannot listen on {args.host}:{args.port}: {exc}")
     print(f"sim-server: profile {args.profile}, model {backend.settings.model}, seed "
           f"{args.seed}, serving {server.base_url} (Ctrl-C stops)", flush=True)
-    asyncio.run(server.uvicorn_server(embedded=False, log_level=args.log_level)
-                .serve(sockets=[sock]))
+    asyncio.run(_serve_until_signal(server.uvicorn_server(log_level=args.log_level,
+                                                          configure_logging=True), sock))
     return 0
+
+
+async def _serve_until_signal(server: Any, sock: Any) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully (exit status 0)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, setattr, server, "should_exit", True)
+    await server.serve(sockets=[sock])

@@ -44,7 +44,7 @@ class _CutFilter(logging.Filter):
         return record.getMessage() != _CUT_LOG
 
 
-class _EmbeddedServer(uvicorn.Server):
+class _HostedServer(uvicorn.Server):
     """uvicorn inside a host program: the host owns the signal handlers."""
 
     def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
@@ -123,13 +123,17 @@ class SimServer:
         self.host, self.port = host, sock.getsockname()[1]
         return sock
 
-    def uvicorn_server(self, *, embedded: bool, log_level: str = "warning") -> uvicorn.Server:
-        """The uvicorn server for `app` (embedded: no signal handlers, no logging setup)."""
-        options: dict[str, Any] = {"log_config": None, "access_log": False} if embedded else {}
+    def uvicorn_server(self, *, log_level: str = "warning",
+                       configure_logging: bool = False) -> uvicorn.Server:
+        """The uvicorn server for `app`. It never installs signal handlers (the host program
+        owns them: set `should_exit` to stop it); `configure_logging` applies uvicorn's own
+        log format and access log, as a command does."""
+        options: dict[str, Any] = {} if configure_logging else {"log_config": None,
+                                                                "access_log": False}
         config = uvicorn.Config(self.app, http="h11", ws="none", lifespan="off",
                                 log_level=log_level, timeout_graceful_shutdown=2, **options)
         logging.getLogger("uvicorn.error").addFilter(self._filter)
-        return _EmbeddedServer(config) if embedded else uvicorn.Server(config)
+        return _HostedServer(config)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve in the background on this event loop; returns `base_url` at once (the
@@ -137,7 +141,7 @@ class SimServer:
         if self._serving is not None:
             raise RuntimeError("this SimServer is already serving")
         sock = self.bind(host, port)
-        self._server = self.uvicorn_server(embedded=True)
+        self._server = self.uvicorn_server()
         self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
         return self.base_url
 
