@@ -4,6 +4,7 @@ chat requests and results built from the package's three request types."""
 from __future__ import annotations
 
 import email.utils
+from collections.abc import Callable
 
 import pytest
 
@@ -30,7 +31,7 @@ from chatroom_async.providers.errors import (
 from chatroom_async.providers.mapping import build_result, chat_messages, key_points
 
 
-def headers(**values: str) -> object:
+def headers(**values: str) -> Callable[[str], str | None]:
     lowered = {k.replace("_", "-"): v for k, v in values.items()}
     return lowered.get
 
@@ -65,19 +66,19 @@ def openai_body(message: str, code: str | None = None) -> dict[str, object]:
 ])
 def test_status_errors_map_onto_the_tree(status: int, body: object, error: type,
                                          retryable: bool) -> None:
-    mapped = status_error(status, body, headers())  # type: ignore[arg-type]
+    mapped = status_error(status, body, headers())
     assert type(mapped) is error and mapped.retryable is retryable
     assert mapped.status == status
 
 
 def test_an_unknown_4xx_says_what_the_provider_said() -> None:
-    mapped = status_error(418, openai_body("I'm a teapot", "teapot"), headers())  # type: ignore[arg-type]
+    mapped = status_error(418, openai_body("I'm a teapot", "teapot"), headers())
     assert "418 I'm a teapot (code teapot)" in mapped.message and mapped.code == "teapot"
 
 
 def test_a_rejected_key_message_names_the_fix_and_hides_the_key() -> None:
     key = "sk-live-0123456789abcdef"
-    mapped = status_error(401, openai_body(f"Incorrect API key provided: {key}"), headers(),  # type: ignore[arg-type]
+    mapped = status_error(401, openai_body(f"Incorrect API key provided: {key}"), headers(),
                           api_key=key)
     assert "check OPENAI_API_KEY" in mapped.message and key not in mapped.message
     assert redact("key sk-abcdef123 and pk-zzzzzz", None) == "key sk-*** and pk-***"
@@ -91,14 +92,14 @@ def test_a_rejected_key_message_names_the_fix_and_hides_the_key() -> None:
     ({}, None),
 ])
 def test_retry_after_headers(given: dict[str, str], seconds: float | None) -> None:
-    assert retry_after_s(headers(**given)) == seconds  # type: ignore[arg-type]
+    assert retry_after_s(headers(**given)) == seconds
 
 
 def test_retry_after_as_an_http_date() -> None:
     now = 1_800_000_000.0
     date = email.utils.formatdate(now + 30, usegmt=True)
-    assert retry_after_s(headers(retry_after=date), now=now) == pytest.approx(30.0)  # type: ignore[arg-type]
-    mapped = status_error(429, openai_body("slow down"), headers(retry_after="3"))  # type: ignore[arg-type]
+    assert retry_after_s(headers(retry_after=date), now=now) == pytest.approx(30.0)
+    mapped = status_error(429, openai_body("slow down"), headers(retry_after="3"))
     assert isinstance(mapped, RateLimitError) and mapped.retry_after == 3.0
 
 
