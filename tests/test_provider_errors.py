@@ -81,7 +81,9 @@ def test_a_rejected_key_message_names_the_fix_and_hides_the_key() -> None:
     mapped = status_error(401, openai_body(f"Incorrect API key provided: {key}"), headers(),
                           api_key=key)
     assert "check OPENAI_API_KEY" in mapped.message and key not in mapped.message
-    assert redact("key sk-abcdef123 and pk-zzzzzz", None) == "key sk-*** and pk-***"
+    zhipu = "0123456789abcdef0123456789abcdef.AbCdEfGh12345678"
+    assert redact(f"key sk-abcdef123, {zhipu}; key-value", None) == "key ***, ***; key-value"
+    assert redact("simulated overload", "sim") == "simulated overload"  # no real secret
 
 
 @pytest.mark.parametrize(("given", "seconds"), [

@@ -43,7 +43,8 @@ _QUOTA_CODES = frozenset({"insufficient_quota", "1113"})
 _OVERLOAD_CODES = frozenset({"1305", "overloaded", "overloaded_error", "engine_overloaded"})
 _CONTEXT_WORDS = re.compile(r"context length|context window|maximum context|too many tokens"
                             r"|prompt is too long|超长", re.I)
-_KEYLIKE = re.compile(r"\b(sk|pk|key)-[A-Za-z0-9*_.\-]{4,}")
+# OpenAI/DeepSeek-style "sk-..." keys, and Zhipu's "<32 hex>.<secret>" keys.
+_KEYLIKE = re.compile(r"\bsk-[A-Za-z0-9*_.\-]{4,}|\b[0-9a-f]{32}\.[A-Za-z0-9]{8,}")
 
 
 class ProviderAuthError(PermanentAIError):
@@ -59,10 +60,14 @@ class QuotaExceededError(PermanentAIError):
 
 
 def redact(text: str, secret: str | None) -> str:
-    """`text` with the secret and anything shaped like an API key replaced by `***`."""
-    if secret:
+    """`text` with the secret and anything shaped like an API key replaced by `***`.
+
+    A "secret" under 8 characters (a placeholder such as "sim" for a local server) is left
+    alone: replacing it would mangle ordinary words.
+    """
+    if secret and len(secret) >= 8:
         text = text.replace(secret, "***")
-    return _KEYLIKE.sub(lambda m: f"{m.group(1)}-***", text)
+    return _KEYLIKE.sub("***", text)
 
 
 def error_fields(body: object) -> tuple[str | None, str]:
