@@ -16,7 +16,7 @@ import pytest
 openai = pytest.importorskip("openai")
 pytest.importorskip("uvicorn")
 
-from chatroom_async import RateLimitError  # noqa: E402
+from chatroom_async import OverloadedError, RateLimitError  # noqa: E402
 from chatroom_async.cli import main as cli_main  # noqa: E402
 from chatroom_async.providers import SimServer  # noqa: E402
 from tests.provider_helpers import MODEL, backend_for, request, serving  # noqa: E402
@@ -150,3 +150,15 @@ def test_bad_command_lines_fail_with_one_line(argv: list[str],
     err = capsys.readouterr().err.strip()
     assert caught.value.code == 2 and err.startswith("chatroom-async: error:")
     assert len(err.splitlines()) == 1
+
+
+async def test_stopping_the_server_answers_the_calls_in_progress() -> None:
+    async with serving(hang_rate=1.0) as server, backend_for(server) as backend:
+        call = asyncio.create_task(backend.complete(request()))
+        await server.wait_for(
+            lambda: bool(server.records) and server.records[-1].outcome == "running")
+        await server.stop()
+        with pytest.raises(OverloadedError, match="shutting down"):
+            await call
+    assert server.records[-1].outcome == "stopped"
+    assert server.backend.stats().cancelled == 1

@@ -45,8 +45,9 @@ class CallRecord:
 
     Attributes:
         outcome: "running", then "ok", "error" (an HTTP error answer), "cut" (the
-            connection dropped mid-answer on purpose: a broken stream), or
-            "disconnected" (the client went first; the simulated call was cancelled).
+            connection dropped mid-answer on purpose: a broken stream), "disconnected"
+            (the client went first; the simulated call was cancelled) or "stopped" (the
+            server stopped during the call).
         chunks: stream chunks sent.
     """
 
@@ -108,7 +109,13 @@ class ChatEndpoint:
                     work.cancel()
                     record.outcome = "disconnected"
                 await asyncio.gather(work, gone, return_exceptions=True)
-        if work.done() and not work.cancelled() and work.exception() is not None:
+        if work.cancelled() and record.outcome == "running":  # the server is stopping
+            record.outcome = "stopped"
+            if record.status is None:  # nothing sent yet: say so, as a provider would
+                record.status = 503
+                await send_json(send, 503, error_body(503, "sim-server is shutting down",
+                                                      "1305"), extra)
+        elif not work.cancelled() and work.exception() is not None:
             raise work.exception()  # type: ignore[misc]
 
     async def _refuse(self, send: Send, record: CallRecord, error: WireError,
