@@ -23,6 +23,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
+
 from chatroom_async import (
     AIError,
     BadRequestError,
