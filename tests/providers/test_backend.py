@@ -24,7 +24,7 @@ from chatroom_async import (  # noqa: E402
 )
 from chatroom_async.providers import ProviderAuthError, SimServer  # noqa: E402
 from chatroom_async.simulated import SimulatedAIBackend  # noqa: E402
-from tests.provider_helpers import backend_for, request, serving  # noqa: E402
+from tests.providers.helpers import backend_for, request, serving  # noqa: E402
 
 TYPES = ("chat_completion", "content_summary", "translation")
 

@@ -19,7 +19,7 @@ from chatroom_async import AsyncAIProcessor  # noqa: E402
 from chatroom_async.store.keys import Keys  # noqa: E402
 from chatroom_async.store.queue import TaskQueue  # noqa: E402
 from tests.conftest import REAL_URL, _real_client, wait_until  # noqa: E402
-from tests.provider_helpers import MODEL, serving  # noqa: E402
+from tests.providers.helpers import MODEL, serving  # noqa: E402
 
 pytestmark = pytest.mark.real_redis
 

@@ -19,7 +19,7 @@ pytest.importorskip("uvicorn")
 from chatroom_async import OverloadedError, RateLimitError  # noqa: E402
 from chatroom_async.cli import main as cli_main  # noqa: E402
 from chatroom_async.providers import SimServer  # noqa: E402
-from tests.provider_helpers import MODEL, backend_for, request, serving  # noqa: E402
+from tests.providers.helpers import MODEL, backend_for, request, serving  # noqa: E402
 
 HELLO = [{"role": "user", "content": "你好"}]
 

@@ -16,7 +16,7 @@ pytest.importorskip("uvicorn")
 from chatroom_async import AsyncAIProcessor, ProcessorSettings, RetryPolicy  # noqa: E402
 from chatroom_async.simulated import PROFILES  # noqa: E402
 from tests.conftest import wait_until  # noqa: E402
-from tests.provider_helpers import backend_for, serving  # noqa: E402
+from tests.providers.helpers import backend_for, serving  # noqa: E402
 
 REQUESTS = [lambda i: ("chat_completion", {"message": f"问题 {i}"}),
             lambda i: ("content_summary", {"content": f"一段内容 {i} " * 5}),

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("openai")
 pytest.importorskip("uvicorn")
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "providers.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "providers.md"
 
 
 def test_the_sim_server_example_runs() -> None:
