@@ -1,4 +1,5 @@
-"""The `chatroom-async` command: demo, worker, submit, status, cancel, stats, simulate.
+"""The `chatroom-async` command: demo, worker, submit, status, cancel, stats, simulate,
+sim-server.
 
 Worker processes started here share one queue through Redis with any number of others:
 with a pull-based queue the balancing is the queue itself (the chapter's 负载均衡 box).
@@ -18,13 +19,20 @@ from typing import Any
 
 from .backend import AIBackend, AIRequest, FunctionBackend, InstantBackend
 from .processor import AsyncAIProcessor
+from .providers.cli import (
+    add_sim_server_parser,
+    add_worker_options,
+    backend_from_args,
+    run_sim_server,
+)
 from .settings import ProcessorSettings
 
 DEFAULT_URL = os.environ.get("CHATROOM_ASYNC_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def make_backend(spec: str, seed: int = 0) -> AIBackend:
-    """A backend from a command-line spec: `instant`, `sleep:SECONDS`, `simulated[:PROFILE]`."""
+def make_backend(spec: str, seed: int = 0, args: argparse.Namespace | None = None) -> AIBackend:
+    """A backend from a command-line spec: `instant`, `sleep:SECONDS`, `simulated[:PROFILE]`,
+    `openai` (configured by `args` and the environment: docs/providers.md)."""
     name, _, arg = spec.partition(":")
     if name == "instant":
         return InstantBackend()
@@ -40,14 +48,17 @@ def make_backend(spec: str, seed: int = 0) -> AIBackend:
         from .simulated import SimulatedAIBackend
 
         return SimulatedAIBackend.from_profile(arg or "realistic", seed=seed)
+    if name == "openai" and args is not None:
+        backend: AIBackend = backend_from_args(args)
+        return backend
     raise argparse.ArgumentTypeError(f"unknown backend {spec!r}; "
-                                     "use instant, sleep:SECONDS or simulated[:PROFILE]")
+                                     "use instant, sleep:SECONDS, simulated[:PROFILE] or openai")
 
 
 async def run_worker(args: argparse.Namespace) -> int:
     settings = ProcessorSettings(lease_s=args.lease, drain_timeout_s=args.drain)
-    proc = AsyncAIProcessor(args.redis_url, max_workers=args.concurrency,
-                            backend=make_backend(args.backend, args.seed),
+    backend = make_backend(args.backend, args.seed, args)
+    proc = AsyncAIProcessor(args.redis_url, max_workers=args.concurrency, backend=backend,
                             namespace=args.namespace, settings=settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -58,6 +69,9 @@ async def run_worker(args: argparse.Namespace) -> int:
           f"namespace={args.namespace}", flush=True)
     await stop.wait()
     await proc.stop()
+    close = getattr(backend, "aclose", None)  # a provider backend's HTTP connections
+    if close is not None:
+        await close()
     return 0
 
 
@@ -90,10 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     w = redis_args(sub.add_parser("worker", help="run a worker process"))
     w.add_argument("--concurrency", type=int, default=10, help="tasks in flight")
     w.add_argument("--backend", default="simulated",
-                   help="instant | sleep:SECONDS | simulated[:realistic|flaky|instant]")
+                   help="instant | sleep:SECONDS | simulated[:realistic|flaky|instant] | openai")
     w.add_argument("--lease", type=float, default=30.0, help="lease seconds")
     w.add_argument("--drain", type=float, default=10.0, help="drain seconds on stop")
     w.add_argument("--seed", type=int, default=0)
+    add_worker_options(w)
     s = redis_args(sub.add_parser("submit", help="submit one request"))
     s.add_argument("--user-id", type=int, default=1)
     s.add_argument("--type", default="chat_completion")
@@ -110,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_simulate_parser(sub)
+    add_sim_server_parser(sub)
     return parser
 
 
@@ -119,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import main as demo_main
         return demo_main(sys.stdout)
+    if args.command == "sim-server":
+        return run_sim_server(args)
     if args.command == "simulate":
         from .simulation import run_simulate_command
         return run_simulate_command(args)
