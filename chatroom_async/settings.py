@@ -69,3 +69,47 @@ class ProcessorSettings:
     @property
     def renew_every_s(self) -> float:
         return self.renew_interval_s or self.lease_s / 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderLimits:
+    """What the AI provider allows one API key, shared by every worker of a namespace.
+
+    With these set, a worker asks a limiter in Redis before each AI call and waits its turn
+    instead of sending a call the provider would refuse with a 429: the workers of every
+    process together stay within the limits, and a 429's `retry_after` pauses them all.
+    None means no limit of that kind.
+
+    Attributes:
+        rpm: requests per minute.
+        tpm: tokens per minute, charged before the call as the provider does (prompt plus
+            the most the answer may take: the backend's `tokens_charged(request)` when it
+            has one, else `default_tokens`).
+        max_concurrency: calls in flight at once.
+        default_tokens: the charge per call for a backend that cannot say.
+        call_lease_s: a call slot whose worker died is free again after this long.
+    """
+
+    rpm: float | None = None
+    tpm: float | None = None
+    max_concurrency: int | None = None
+    default_tokens: int = 1000
+    call_lease_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float))
+                                          and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+        if self.max_concurrency is not None and not (
+                isinstance(self.max_concurrency, int) and self.max_concurrency >= 1):
+            raise ValueError(f"max_concurrency must be an int >= 1 or None, "
+                             f"got {self.max_concurrency!r}")
+        if not self.default_tokens >= 1 or not self.call_lease_s > 0:
+            raise ValueError("default_tokens must be >= 1 and call_lease_s positive")
+
+    @property
+    def any(self) -> bool:
+        """Whether any limit is set."""
+        return any(v is not None for v in (self.rpm, self.tpm, self.max_concurrency))

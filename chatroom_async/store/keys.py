@@ -16,6 +16,9 @@ concatenates key names.
     {ns}:stats            hash   counters shared by every process
     {ns}:depth            hash   ready tasks per priority value
     {ns}:cache:{digest}   string a cached response, with its own TTL
+    {ns}:provider         hash   the provider's shared limits: bucket levels, a 429's pause
+    {ns}:provider:calls   zset   AI calls in flight; score = the call's lease deadline
+    {ns}:provider:free    list   wake-ups for workers waiting for a call slot
     {ns}:events           channel  lifecycle and progress events, JSON
     {ns}:cancel           channel  ids of running tasks to cancel
 """
@@ -88,6 +91,18 @@ class Keys:
     @property
     def cancel(self) -> str:
         return f"{self.namespace}:cancel"
+
+    @property
+    def provider(self) -> str:
+        return f"{self.namespace}:provider"
+
+    @property
+    def provider_calls(self) -> str:
+        return f"{self.namespace}:provider:calls"
+
+    @property
+    def provider_free(self) -> str:
+        return f"{self.namespace}:provider:free"
 
     @property
     def pattern(self) -> str:

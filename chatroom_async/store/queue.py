@@ -16,7 +16,7 @@ from redis.exceptions import NoScriptError
 from .keys import Keys
 from .lane import Lane
 
-_SCRIPTS = ("enqueue", "claim", "finish", "renew", "release", "cancel")
+_SCRIPTS = ("enqueue", "claim", "finish", "renew", "release", "cancel", "limit")
 
 # finish.lua then claim.lua in one call: a worker at full load records what ended and takes
 # new tasks for the freed slots in one round trip. Each script body becomes a local function
