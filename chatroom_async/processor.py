@@ -38,6 +38,7 @@ from .stats import build_stats
 from .store.cache import ResponseCache
 from .store.keys import Keys
 from .store.lane import without_retries
+from .store.limiter import ProviderLimiter
 from .store.queue import TaskQueue
 from .store.records import spec_json, task_from_record
 from .task import AITask, TaskPriority, TaskStatus, status_dict
@@ -101,6 +102,7 @@ class AsyncAIProcessor:
         self.bus = EventBus(self.worker_id, on_cancel=self._on_remote_cancel)
         self.metrics = LocalMetrics()
         self.pool: WorkerPool | None = None
+        self.limiter: ProviderLimiter | None = None
         self.running = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -139,11 +141,19 @@ class AsyncAIProcessor:
             cache = ResponseCache(self.redis, self.keys, s.cache_ttl_s) if s.cache_ttl_s else None
             attempt = Attempt(backend=self.backend, clock=self.clock, retry=s.retry, rng=self.rng,
                               bus=self.bus, publish=self._publish if s.publish_events else None,
-                              cache=cache, stream=s.stream)
+                              cache=cache, stream=s.stream, limiter=self._limiter())
             self.pool = WorkerPool(queue=self.queue, attempt=attempt, bus=self.bus, settings=s,
                                    clock=self.clock, concurrency=self.max_workers,
                                    worker_id=self.worker_id, metrics=self.metrics)
             await self.pool.start()
+
+    def _limiter(self) -> ProviderLimiter | None:
+        limits = self.settings.provider_limits
+        if limits is None or not limits.any:
+            return None
+        assert self.redis is not None
+        self.limiter = ProviderLimiter(self.redis, self.keys, limits, self.clock)
+        return self.limiter
 
     async def stop(self, drain_timeout_s: float | None = None) -> None:
         """Drain running tasks up to the deadline, hand the rest back, close. Idempotent."""
@@ -157,6 +167,9 @@ class AsyncAIProcessor:
                 log.info("processor %s handed %d unfinished tasks back", self.worker_id,
                          released)
             self.pool = None
+        if self.limiter is not None:
+            await self.limiter.close()
+            self.limiter = None
         await self.bus.close()
         if self.queue is not None:
             await self.queue.close()

@@ -35,6 +35,9 @@ class ProcessorSettings:
             it frees. With N > 0 a task submitted later may wait behind up to N less urgent
             ones already claimed; worth it only for many short tasks (see
             docs/benchmarks.md).
+        provider_limits: the AI provider's limits, shared by every worker of the namespace
+            through Redis (`ProviderLimits`); None sends every call at once and leaves the
+            429s to the retry policy.
     """
 
     lease_s: float = 30.0
@@ -50,6 +53,7 @@ class ProcessorSettings:
     max_idle_wait_s: float = 30.0
     dead_letter_cap: int = 10_000
     prefetch: int = 0
+    provider_limits: ProviderLimits | None = None
 
     def __post_init__(self) -> None:
         for name in ("lease_s", "drain_timeout_s", "result_ttl_s", "max_idle_wait_s"):

@@ -234,6 +234,16 @@ class SimulatedAIBackend:
         finally:
             self._n.in_flight -= 1
 
+    def tokens_charged(self, request: AIRequest) -> int:
+        """What a call counts against the tokens-per-minute limit, before it runs: the
+        prompt and the most the answer may take (1 for a request it would reject)."""
+        try:
+            prompt = prompt_text(request.request_type, request.request_data)
+            max_tokens = request_max_tokens(request.request_data, self._settings)
+        except BadRequestError:
+            return 1
+        return estimate_tokens(prompt) + PROMPT_OVERHEAD_TOKENS + max_tokens
+
     def stream(self, request: AIRequest) -> SimStream:
         """The answer as an async iterator of chunks; admission happens on the first chunk.
 

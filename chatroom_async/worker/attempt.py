@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import orjson
 
 from ..backend import AIBackend, AIRequest
 from ..clock import Clock
-from ..errors import AIError, AITimeoutError, BadRequestError, classify
+from ..errors import AIError, AITimeoutError, BadRequestError, RateLimitError, classify
 from ..events import EventBus, event_json
 from ..retry import RetryPolicy
 from ..store.cache import ResponseCache
+from ..store.limiter import ProviderLimiter
 from ..store.queue import Outcome
 from ..store.records import completed_fields, failed_fields, retrying_fields
 from ..task import AITask, TaskStatus
@@ -43,35 +44,61 @@ class Attempt:
         publish: sends one event to other processes (None: don't).
         cache: the response cache, or None.
         stream: use `backend.stream()` when the backend has one.
+        limiter: the provider's shared limits, waited for before each call (None: none).
     """
 
     def __init__(self, *, backend: AIBackend, clock: Clock, retry: RetryPolicy,
                  rng: random.Random, bus: EventBus, publish: Publish | None,
-                 cache: ResponseCache | None, stream: bool) -> None:
+                 cache: ResponseCache | None, stream: bool,
+                 limiter: ProviderLimiter | None = None) -> None:
         self.backend, self.clock, self.retry, self.rng = backend, clock, retry, rng
         self.bus, self.publish, self.cache = bus, publish, cache
         self.stream = stream and callable(getattr(backend, "stream", None))
+        self.limiter = limiter
 
     async def run(self, task: AITask, token: str) -> tuple[Outcome, str, AITask]:
         """Run one attempt; return the outcome to record, its event and the final task."""
         try:
-            async with asyncio.timeout(task.timeout):
-                result, cached = await self._call(task)
-            return self._completed(task, token, result, cached)
+            hit = await self._cache_get(task) if self.cache is not None else None
+            if hit is not None:  # before the limiter: a cached answer costs the provider nothing
+                return self._completed(task, token, hit, True)
+            request = AIRequest(task.task_id, task.retry_count + 1, task.user_id,
+                                task.request_type, task.request_data)
+            async with self._provider_turn(request, token):  # its wait is not the AI's time
+                async with asyncio.timeout(task.timeout):
+                    result = await self._call(task, request)
+            return self._completed(task, token, result, False)
         except TimeoutError:
             error: AIError = AITimeoutError(f"no answer within the task timeout of "
                                             f"{task.timeout:g} s")
         except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
             error = classify(exc)
+        if isinstance(error, RateLimitError) and error.retry_after and self.limiter is not None:
+            try:  # the provider said when: every worker of the namespace waits that long
+                await self.limiter.pause(error.retry_after)
+            except Exception as exc:  # noqa: BLE001 - the retry policy still honours it
+                log.warning("could not share a retry_after pause: %r", exc)
         return self._failed(task, token, error)
 
-    async def _call(self, task: AITask) -> tuple[dict[str, Any], bool]:
-        if self.cache is not None:
-            hit = await self._cache_get(task)
-            if hit is not None:
-                return hit, True
-        request = AIRequest(task.task_id, task.retry_count + 1, task.user_id,
-                            task.request_type, task.request_data)
+    @asynccontextmanager
+    async def _provider_turn(self, request: AIRequest, token: str) -> AsyncIterator[None]:
+        """Hold a turn at the provider (its shared limits) for the length of one call."""
+        if self.limiter is None:
+            yield
+            return
+        charge = getattr(self.backend, "tokens_charged", None)
+        tokens = charge(request) if callable(charge) else self.limiter.limits.default_tokens
+        call_id = f"{request.task_id}:{token}"
+        await self.limiter.acquire(call_id, int(tokens))
+        try:
+            yield
+        finally:
+            try:
+                await self.limiter.release(call_id)
+            except Exception as exc:  # noqa: BLE001 - the slot's lease frees it later
+                log.warning("could not release a provider call slot: %r", exc)
+
+    async def _call(self, task: AITask, request: AIRequest) -> dict[str, Any]:
         if self.stream:
             result = await self._stream(task, request)
         else:
@@ -83,7 +110,7 @@ class Attempt:
                 await self.cache.put(task.request_type, task.request_data, result)
             except Exception as exc:  # noqa: BLE001 - the answer stands without the cache
                 log.warning("response cache unavailable, not stored: %r", exc)
-        return result, False
+        return result
 
     async def _cache_get(self, task: AITask) -> dict[str, Any] | None:
         """A cached answer, or None; a cache that cannot be read is a miss, not a failure."""
