@@ -110,28 +110,34 @@ def start_lab(command: list[str], *, base: Path, root_dir: Path, cwd: Path = ROO
     proc = subprocess.Popen(args, cwd=cwd, env=lab_env(base), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, encoding="utf-8")
     ready = threading.Event()
+    banner: list[str] = []
     base_url = f"http://127.0.0.1:{port}"
 
-    def pump() -> None:  # copy the log; say "ready" on the server's banner (or at its exit)
+    def pump() -> None:  # copy the log; wake the caller at the banner, or at the exit
         assert proc.stdout is not None
         with log_path.open("w", encoding="utf-8") as log:
             for line in proc.stdout:
                 log.write(line)
                 log.flush()
-                if f"{base_url}/" in line:
+                if not banner and f"{base_url}/" in line:
+                    banner.append(line)
                     ready.set()
         ready.set()
 
     threading.Thread(target=pump, daemon=True).start()
     lab = Lab(base_url, token, root_dir, log_path, proc)
-    if not ready.wait(START_TIMEOUT_S) or proc.poll() is not None:
-        stop_lab(lab)
-        raise RuntimeError(f"JupyterLab did not start; its log:\n{log_path.read_text('utf-8')}")
-    wait_listening(port)
-    # Served by the loop, so only after start-up wrote the runtime files (which it does
-    # just after the banner): tests may read them from here on.
-    with urllib.request.urlopen(lab.url("api/status"), timeout=START_TIMEOUT_S) as reply:
-        assert reply.status == 200
+    try:
+        if not ready.wait(START_TIMEOUT_S) or not banner:
+            raise RuntimeError("JupyterLab did not start; its log:\n"
+                               + log_path.read_text("utf-8"))
+        wait_listening(port)
+        # Served by the loop, so only after start-up wrote the runtime files (which it
+        # does just after the banner): tests may read them from here on.
+        with urllib.request.urlopen(lab.url("api/status"), timeout=START_TIMEOUT_S) as reply:
+            assert reply.status == 200
+    except BaseException:
+        stop_lab(lab)  # never leave a server behind
+        raise
     return lab
 
 

@@ -34,3 +34,10 @@ def test_lab_script_serves_jupyterlab_on_the_first_notebook(tmp_path: Path) -> N
         assert model["type"] == "notebook" and model["name"] == "00_start_here.ipynb"
     finally:
         stop_lab(lab)
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "print('no jupyter here'); raise SystemExit(1)"]
+    with pytest.raises(RuntimeError, match="JupyterLab did not start; its log:\n"
+                                           "no jupyter here"):
+        start_lab(command, base=tmp_path, root_dir=ROOT)
