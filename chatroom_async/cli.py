@@ -25,7 +25,7 @@ from .providers.cli import (
     backend_from_args,
     run_sim_server,
 )
-from .settings import ProcessorSettings
+from .settings import ProcessorSettings, ProviderLimits
 
 DEFAULT_URL = os.environ.get("CHATROOM_ASYNC_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -56,7 +56,10 @@ def make_backend(spec: str, seed: int = 0, args: argparse.Namespace | None = Non
 
 
 async def run_worker(args: argparse.Namespace) -> int:
-    settings = ProcessorSettings(lease_s=args.lease, drain_timeout_s=args.drain)
+    limits = ProviderLimits(rpm=args.provider_rpm, tpm=args.provider_tpm,
+                            max_concurrency=args.provider_concurrency)
+    settings = ProcessorSettings(lease_s=args.lease, drain_timeout_s=args.drain,
+                                 provider_limits=limits if limits.any else None)
     backend = make_backend(args.backend, args.seed, args)
     proc = AsyncAIProcessor(args.redis_url, max_workers=args.concurrency, backend=backend,
                             namespace=args.namespace, settings=settings)
@@ -109,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--drain", type=float, default=10.0, help="drain seconds on stop")
     w.add_argument("--seed", type=int, default=0)
     add_worker_options(w)
+    g = w.add_argument_group("the provider's limits, shared by every worker of the namespace "
+                             "(docs/providers.md): each call waits its turn instead of a 429")
+    g.add_argument("--provider-rpm", type=float, help="requests per minute (default: none)")
+    g.add_argument("--provider-tpm", type=float, help="tokens per minute (default: none)")
+    g.add_argument("--provider-concurrency", type=int,
+                   help="calls in flight at once (default: none)")
     s = redis_args(sub.add_parser("submit", help="submit one request"))
     s.add_argument("--user-id", type=int, default=1)
     s.add_argument("--type", default="chat_completion")
