@@ -6,12 +6,14 @@ by EVALSHA. The same code runs on fakeredis (with lupa) and on a real Redis.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from .keys import Keys
 from .lane import Lane
@@ -67,6 +69,7 @@ class Claimed:
     deliveries: int
     token: str
     score: float  # its place in the ready set: lower runs first
+    rate_limited: int = 0  # earlier attempts a provider's rate limit ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,31 @@ class QueueCounts:
     dead_letters: int
     garbage: int
     counters: dict[str, float]
+
+
+class CorruptRecordError(ValueError):
+    """A task's key holds something the package cannot read as a task record."""
+
+
+def _number(raw: object) -> float | None:
+    """A counter's value, or None when it is not a finite number (written by hand)."""
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _int_counts(raw: dict[str, str]) -> dict[int, int]:
+    """Ready tasks per priority; a field or count that is not an integer is skipped, so
+    no single bad value can break the statistics."""
+    counts: dict[int, int] = {}
+    for priority, n in raw.items():
+        try:
+            counts[int(priority)] = max(0, int(n))
+        except (TypeError, ValueError):
+            continue
+    return counts
 
 
 def _score(raw: str) -> float:
@@ -190,8 +218,9 @@ class TaskQueue:
         claimed, dead, next_due, remaining = reply
         tasks = [
             Claimed(claimed[i], claimed[i + 1], claimed[i + 2], claimed[i + 3], claimed[i + 4],
-                    int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}", _score(claimed[i + 6]))
-            for i in range(0, len(claimed), 7)
+                    int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}", _score(claimed[i + 6]),
+                    int(claimed[i + 7]))
+            for i in range(0, len(claimed), 8)
         ]
         return ClaimResult(tasks, list(dead), float(next_due) if next_due else None,
                            int(remaining))
@@ -264,8 +293,18 @@ class TaskQueue:
         return True, reply[1], dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def record(self, task_id: str) -> dict[str, str]:
-        """The task's hash, empty if unknown."""
-        fields = await self.redis.hgetall(self.keys.task(task_id))
+        """The task's hash, empty if unknown.
+
+        Raises:
+            CorruptRecordError: the task's key holds something other than a hash.
+        """
+        try:
+            fields = await self.redis.hgetall(self.keys.task(task_id))
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            raise CorruptRecordError(f"corrupt task record {task_id!r}: its key holds "
+                                     f"another type than a hash") from None
         return {str(k): str(v) for k, v in fields.items()}
 
     async def wait_for_work(self, worker_id: str, timeout_s: float) -> None:
@@ -290,13 +329,26 @@ class TaskQueue:
             pipe.hgetall(k.stats)
             depth, inflight, delayed, dead, garbage, stats = await pipe.execute()
         return QueueCounts(
-            ready_by_priority={int(p): max(0, int(n)) for p, n in depth.items()},
-            in_flight=int(inflight), delayed=int(delayed), dead_letters=int(dead),
-            garbage=int(garbage), counters={name: float(v) for name, v in stats.items()})
+            ready_by_priority=_int_counts(depth), in_flight=int(inflight),
+            delayed=int(delayed), dead_letters=int(dead), garbage=int(garbage),
+            counters={name: v for name, v in ((n, _number(x)) for n, x in stats.items())
+                      if v is not None})
 
     async def dead_letters(self, count: int = 100) -> list[str]:
         """The newest dead-lettered task ids, oldest first."""
         return [str(x) for x in await self.redis.lrange(self.keys.dead, -count, -1)]
+
+    async def garbage(self, count: int = 100) -> list[dict[str, str]]:
+        """The newest entries set aside as unusable, oldest first: `{"task_id", "reason"}`."""
+        entries = []
+        for raw in await self.redis.lrange(self.keys.garbage, -count, -1):
+            try:
+                entry = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                entry = None
+            entries.append(entry if isinstance(entry, dict)
+                           else {"task_id": str(raw), "reason": "unknown"})
+        return entries
 
     async def purge(self) -> int:
         """Delete every key of this namespace (tests and benchmarks clean up their own)."""
