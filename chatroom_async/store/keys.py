@@ -25,7 +25,12 @@ concatenates key names.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# No ":" in a namespace (nor in a task id, see `validation`): "{ns}:" then starts the keys of
+# one namespace only, and no namespace's task key can be another's ready set or scan pattern.
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +40,9 @@ class Keys:
     namespace: str = "chatroom_async"
 
     def __post_init__(self) -> None:
-        if not self.namespace or any(c in self.namespace for c in " \n\r*?[]"):
-            raise ValueError(f"namespace must be non-empty with no spaces or glob characters: "
-                             f"{self.namespace!r}")
+        if not isinstance(self.namespace, str) or not _NAMESPACE.fullmatch(self.namespace):
+            raise ValueError(f"namespace must be 1-64 characters of A-Z a-z 0-9 _ . - (no "
+                             f"':', which separates the parts of a key), got {self.namespace!r}")
 
     @property
     def task_prefix(self) -> str:

@@ -81,7 +81,7 @@ def task_from_spec(task_id: str, spec: str, priority: str, max_retries: str,
         data = orjson.loads(spec)
         return AITask(
             task_id=task_id,
-            user_id=int(data["user_id"]),
+            user_id=_user_id(data["user_id"]),
             request_type=str(data["request_type"]),
             request_data=dict(data["request_data"]),
             priority=TaskPriority(int(priority)),
