@@ -32,7 +32,7 @@ _MAX_USER_ID = 2**63 - 1
 #: The longest string user id (characters).
 MAX_USER_ID_LENGTH = 128
 # A string user id: printable text, no control characters or line separators.
-_USER_ID = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,%d}" % MAX_USER_ID_LENGTH)
+_USER_ID = re.compile(rf"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{{1,{MAX_USER_ID_LENGTH}}}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

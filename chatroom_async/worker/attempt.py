@@ -24,7 +24,7 @@ from ..retry import RetryPolicy
 from ..store.cache import ResponseCache
 from ..store.limiter import ProviderLimiter
 from ..store.queue import Outcome
-from ..store.records import completed_fields, failed_fields, retrying_fields
+from ..store.records import completed_fields, failed_fields, rate_limited_fields, retrying_fields
 from ..task import AITask, TaskStatus
 
 Publish = Callable[[str, AITask], Awaitable[None]]
@@ -171,8 +171,7 @@ class Attempt:
         wait = self.retry.rate_limit_delay(error, rate_limited, self.rng)
         if wait is not None:  # the provider said "not now": not one of the task's retries
             final = task.copy(status=TaskStatus.RETRYING, **common)
-            fields = {"status": "retrying", "rate_limited": str(rate_limited + 1),
-                      "error": error_json}
+            fields = rate_limited_fields(rate_limited + 1, error_json)
             return (Outcome(task.task_id, token, "retry", fields,
                             self._event("task_retrying", final), due=now + wait),
                     "task_retrying", final)
