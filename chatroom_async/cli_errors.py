@@ -34,7 +34,7 @@ from .errors import (
     TaskWaitTimeout,
     ValidationError,
 )
-from .store.keys import Keys
+from .validation import validate_namespace
 
 OK, NOT_COMPLETED, USAGE, REJECTED, NOT_FOUND, WAIT_TIMEOUT, REDIS, INTERRUPTED = (
     0, 1, 2, 3, 4, 5, 6, 130)
@@ -118,8 +118,8 @@ def redis_url(text: str) -> str:
 
 def namespace(text: str) -> str:
     try:
-        Keys(text)
-    except ValueError as exc:
+        validate_namespace(text)
+    except ValidationError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 

@@ -28,6 +28,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?")
 # No ":" (the key separator): a task id can never name another key of the namespace.
 _TASK_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_USER_ID = 2**63 - 1
 #: The longest string user id (characters).
 MAX_USER_ID_LENGTH = 128
@@ -83,6 +84,17 @@ def validate_request(
     tmo = _check_timeout(timeout, limits)
     retries = _check_max_retries(max_retries, limits)
     return ValidRequest(uid, rtype, data, prio, tmo, retries)
+
+
+def validate_namespace(namespace: object) -> str:
+    """A key namespace: 1-64 characters of ASCII letters, digits and `_.-`. No `:` (nor in
+    a task id): "{ns}:" then starts the keys of one namespace only, and no namespace's task
+    key can be another's ready set or match another's scan pattern."""
+    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+        raise ValidationError(f"namespace must be 1-64 characters of A-Z a-z 0-9 _ . - (no "
+                              f"':', which separates the parts of a key), got {namespace!r}",
+                              field="namespace")
+    return namespace
 
 
 def validate_task_id(task_id: object) -> str:

@@ -25,12 +25,9 @@ concatenates key names.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-# No ":" in a namespace (nor in a task id, see `validation`): "{ns}:" then starts the keys of
-# one namespace only, and no namespace's task key can be another's ready set or scan pattern.
-_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+from ..validation import validate_namespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +37,7 @@ class Keys:
     namespace: str = "chatroom_async"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.namespace, str) or not _NAMESPACE.fullmatch(self.namespace):
-            raise ValueError(f"namespace must be 1-64 characters of A-Z a-z 0-9 _ . - (no "
-                             f"':', which separates the parts of a key), got {self.namespace!r}")
+        validate_namespace(self.namespace)  # a ValidationError (a ValueError) if bad
 
     @property
     def task_prefix(self) -> str:
