@@ -1,4 +1,5 @@
-"""The `chatroom-async` command: demo, worker, submit, status, cancel, stats, simulate.
+"""The `chatroom-async` command: demo, worker, submit, status, cancel, stats, simulate,
+sim-server.
 
 Every error is one line on stderr and an exit code (`cli_errors` lists them).
 
@@ -23,14 +24,21 @@ from . import cli_errors
 from .backend import AIBackend, AIRequest, FunctionBackend, InstantBackend
 from .errors import TaskNotFoundError
 from .processor import AsyncAIProcessor
+from .providers.cli import (
+    add_sim_server_parser,
+    add_worker_options,
+    backend_from_args,
+    run_sim_server,
+)
 from .settings import ProcessorSettings
 
 DEFAULT_URL = os.environ.get("CHATROOM_ASYNC_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def make_backend(spec: str, seed: int = 0) -> AIBackend:
+def make_backend(spec: str, seed: int = 0, args: argparse.Namespace | None = None) -> AIBackend:
     """A backend from a command-line spec: `instant`, `sleep:SECONDS`, `simulated[:PROFILE]`,
-    or `import:MODULE:NAME` (NAME in MODULE: a backend, or a callable returning one)."""
+    `openai` (configured by `args` and the environment: docs/providers.md), or
+    `import:MODULE:NAME` (NAME in MODULE: a backend, or a callable returning one)."""
     name, _, arg = spec.partition(":")
     if name == "instant" and not arg:
         return InstantBackend()
@@ -49,10 +57,13 @@ def make_backend(spec: str, seed: int = 0) -> AIBackend:
             raise argparse.ArgumentTypeError(f"unknown simulated profile {arg!r}; use one "
                                              f"of {', '.join(PROFILES)}")
         return SimulatedAIBackend.from_profile(arg or "realistic", seed=seed)
+    if name == "openai" and args is not None:
+        backend: AIBackend = backend_from_args(args)
+        return backend
     if name == "import":
         return _imported_backend(arg)
     raise argparse.ArgumentTypeError(f"unknown backend {spec!r}; use instant, sleep:SECONDS, "
-                                     "simulated[:PROFILE] or import:MODULE:NAME")
+                                     "simulated[:PROFILE], openai or import:MODULE:NAME")
 
 
 def _imported_backend(target: str) -> AIBackend:
@@ -68,15 +79,17 @@ def _imported_backend(target: str) -> AIBackend:
 
 
 def backend_spec(spec: str) -> str:
-    """Check a --backend spec at parse time (the backend itself is built later)."""
-    make_backend(spec)
+    """Check a --backend spec at parse time (the backend itself is built later; `openai`
+    is checked then, with its options)."""
+    if spec != "openai":
+        make_backend(spec)
     return spec
 
 
 async def run_worker(args: argparse.Namespace) -> int:
     settings = ProcessorSettings(lease_s=args.lease, drain_timeout_s=args.drain)
-    proc = AsyncAIProcessor(args.redis_url, max_workers=args.concurrency,
-                            backend=make_backend(args.backend, args.seed),
+    backend = make_backend(args.backend, args.seed, args)
+    proc = AsyncAIProcessor(args.redis_url, max_workers=args.concurrency, backend=backend,
                             namespace=args.namespace, settings=settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -90,6 +103,9 @@ async def run_worker(args: argparse.Namespace) -> int:
         await _serve(proc, stop, args)
     finally:
         logger.setLevel(level)
+        close = getattr(backend, "aclose", None)  # a provider backend's HTTP connections
+        if close is not None:
+            await close()
     return 0
 
 
@@ -168,12 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "the extra calls only meet 429s and wait (see README)")
     w.add_argument("--backend", type=backend_spec, default="simulated",
                    help="instant | sleep:SECONDS | simulated[:realistic|flaky|instant] | "
-                        "import:MODULE:NAME")
+                        "openai | import:MODULE:NAME")
     w.add_argument("--lease", type=cli_errors.positive_float, default=30.0,
                    help="lease seconds: a dead worker's tasks run again this long after it")
     w.add_argument("--drain", type=cli_errors.positive_float, default=10.0,
                    help="seconds running tasks may finish on stop before they are handed back")
     w.add_argument("--seed", type=int, default=0, help="seed of the simulated backend")
+    add_worker_options(w)
     s = command("submit", "submit one request")
     s.add_argument("--user-id", type=cli_errors.user_id, default=1,
                    help="an int >= 1, or a string id (1-128 characters)")
@@ -195,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_simulate_parser(sub)
+    add_sim_server_parser(sub)
+    sub.choices["sim-server"].formatter_class = _Formatter  # --help shows its defaults
     return parser
 
 
@@ -211,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import main as demo_main
         return demo_main(sys.stdout)
+    if args.command == "sim-server":
+        return run_sim_server(args)
     if args.command == "simulate":
         from .simulation import run_simulate_command
         return run_simulate_command(args)
