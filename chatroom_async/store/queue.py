@@ -6,17 +6,16 @@ by EVALSHA. The same code runs on fakeredis (with lupa) and on a real Redis.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
 from .keys import Keys
 from .lane import Lane
+from .reading import CorruptRecordError, garbage_entry, int_counts, number, score
 
 _SCRIPTS = ("enqueue", "claim", "finish", "renew", "release", "cancel", "limit")
 
@@ -103,40 +102,6 @@ class QueueCounts:
     counters: dict[str, float]
 
 
-class CorruptRecordError(ValueError):
-    """A task's key holds something the package cannot read as a task record."""
-
-
-def _number(raw: object) -> float | None:
-    """A counter's value, or None when it is not a finite number (written by hand)."""
-    try:
-        value = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _int_counts(raw: dict[str, str]) -> dict[int, int]:
-    """Ready tasks per priority; a field or count that is not an integer is skipped, so
-    no single bad value can break the statistics."""
-    counts: dict[int, int] = {}
-    for priority, n in raw.items():
-        try:
-            counts[int(priority)] = max(0, int(n))
-        except (TypeError, ValueError):
-            continue
-    return counts
-
-
-def _score(raw: str) -> float:
-    """A claimed task's score as a number; a record without a usable one sorts first (the
-    score only orders tasks a worker holds, see `slots.SlotLedger.hold`)."""
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        return float("-inf")
-
-
 class TaskQueue:
     """Queue operations over one namespace of one Redis.
 
@@ -218,7 +183,7 @@ class TaskQueue:
         claimed, dead, next_due, remaining = reply
         tasks = [
             Claimed(claimed[i], claimed[i + 1], claimed[i + 2], claimed[i + 3], claimed[i + 4],
-                    int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}", _score(claimed[i + 6]),
+                    int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}", score(claimed[i + 6]),
                     int(claimed[i + 7]))
             for i in range(0, len(claimed), 8)
         ]
@@ -329,9 +294,9 @@ class TaskQueue:
             pipe.hgetall(k.stats)
             depth, inflight, delayed, dead, garbage, stats = await pipe.execute()
         return QueueCounts(
-            ready_by_priority=_int_counts(depth), in_flight=int(inflight),
+            ready_by_priority=int_counts(depth), in_flight=int(inflight),
             delayed=int(delayed), dead_letters=int(dead), garbage=int(garbage),
-            counters={name: v for name, v in ((n, _number(x)) for n, x in stats.items())
+            counters={name: v for name, v in ((n, number(x)) for n, x in stats.items())
                       if v is not None})
 
     async def dead_letters(self, count: int = 100) -> list[str]:
@@ -340,15 +305,8 @@ class TaskQueue:
 
     async def garbage(self, count: int = 100) -> list[dict[str, str]]:
         """The newest entries set aside as unusable, oldest first: `{"task_id", "reason"}`."""
-        entries = []
-        for raw in await self.redis.lrange(self.keys.garbage, -count, -1):
-            try:
-                entry = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                entry = None
-            entries.append(entry if isinstance(entry, dict)
-                           else {"task_id": str(raw), "reason": "unknown"})
-        return entries
+        return [garbage_entry(raw) for raw in await self.redis.lrange(self.keys.garbage,
+                                                                      -count, -1)]
 
     async def purge(self) -> int:
         """Delete every key of this namespace (tests and benchmarks clean up their own)."""
