@@ -4,6 +4,7 @@ provider's rate limit does not fail chats under the documented defaults."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from typing import Any
 
@@ -208,3 +209,19 @@ async def test_rate_limits_retry_on_their_own_budget_then_fail(
     assert final["status"] == "failed" and final["error_type"] == "RateLimitError"
     # 3 on the rate limits' budget (attempt stays 1: no retry of the task's), then its one
     assert calls == [1, 1, 1, 1, 2] and final["retry_count"] == 1 and final["deliveries"] == 5
+
+
+async def test_stop_logs_one_line_with_the_drain_and_hand_back_counts(
+        make_processor: MakeProcessor, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.conftest import Gate, wait_until
+
+    gate = Gate()
+    proc = await make_processor(max_workers=2, backend=gate)
+    for _ in range(2):
+        await proc.submit_task(**CHAT)
+    await wait_until(lambda: len(gate.started) == 2, gate.entered)
+    with caplog.at_level(logging.INFO, logger="chatroom_async"):
+        await proc.stop(drain_timeout_s=0.05)
+    [line] = [r.getMessage() for r in caplog.records if "stopped:" in r.getMessage()]
+    assert line.endswith("stopped: 0 running tasks ended during the drain, 2 handed back to "
+                         "the queue")
