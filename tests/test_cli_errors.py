@@ -166,3 +166,19 @@ async def test_unknown_ids_wait_timeouts_and_finished_tasks(
     code, out, err = await _run_in_thread(capsys, "cancel", task_id, *common)
     assert code == cli_errors.NOT_COMPLETED and out.strip() == "false"
     assert "already finished (cancelled)" in one_line(err)
+
+
+@pytest.mark.real_redis
+async def test_stats_survive_hand_written_counts(capsys: pytest.CaptureFixture[str],
+                                                 real_namespace: str) -> None:
+    client = await _real_client()
+    keys = Keys(real_namespace)
+    await client.hset(keys.depth, mapping={"urgent!": "1", "2": "3"})  # as the old claim wrote
+    await client.hset(keys.stats, mapping={"completed_tasks": "many", "total_tasks": "3"})
+    await client.aclose()
+    code, out, err = await _run_in_thread(capsys, "stats", "--redis-url", REAL_URL,
+                                          "--namespace", real_namespace)
+    assert code == 0 and err == ""
+    stats = json.loads(out)
+    assert stats["queue_depth"]["normal"] == 3 and stats["total_tasks"] == 3
+    assert stats["completed_tasks"] == 0
