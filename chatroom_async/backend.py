@@ -31,7 +31,7 @@ class AIRequest:
 
     task_id: str
     attempt: int
-    user_id: int
+    user_id: int | str
     request_type: str
     request_data: Mapping[str, Any]
 

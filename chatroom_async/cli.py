@@ -1,6 +1,8 @@
 """The `chatroom-async` command: demo, worker, submit, status, cancel, stats, simulate,
 sim-server.
 
+Every error is one line on stderr and an exit code (`cli_errors` lists them).
+
 Worker processes started here share one queue through Redis with any number of others:
 with a pull-based queue the balancing is the queue itself (the chapter's 负载均衡 box).
 """
@@ -9,15 +11,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
+from . import cli_errors
 from .backend import AIBackend, AIRequest, FunctionBackend, InstantBackend
+from .errors import TaskNotFoundError
 from .processor import AsyncAIProcessor
 from .providers.cli import (
     add_sim_server_parser,
@@ -32,12 +37,13 @@ DEFAULT_URL = os.environ.get("CHATROOM_ASYNC_REDIS_URL", "redis://127.0.0.1:6379
 
 def make_backend(spec: str, seed: int = 0, args: argparse.Namespace | None = None) -> AIBackend:
     """A backend from a command-line spec: `instant`, `sleep:SECONDS`, `simulated[:PROFILE]`,
-    `openai` (configured by `args` and the environment: docs/providers.md)."""
+    `openai` (configured by `args` and the environment: docs/providers.md), or
+    `import:MODULE:NAME` (NAME in MODULE: a backend, or a callable returning one)."""
     name, _, arg = spec.partition(":")
-    if name == "instant":
+    if name == "instant" and not arg:
         return InstantBackend()
     if name == "sleep":
-        seconds = float(arg or "0.1")
+        seconds = cli_errors.non_negative_float(arg or "0.1")
 
         async def sleeper(req: AIRequest) -> dict[str, Any]:
             await asyncio.sleep(seconds)
@@ -45,14 +51,39 @@ def make_backend(spec: str, seed: int = 0, args: argparse.Namespace | None = Non
 
         return FunctionBackend(sleeper)
     if name == "simulated":
-        from .simulated import SimulatedAIBackend
+        from .simulated import PROFILES, SimulatedAIBackend
 
+        if (arg or "realistic") not in PROFILES:
+            raise argparse.ArgumentTypeError(f"unknown simulated profile {arg!r}; use one "
+                                             f"of {', '.join(PROFILES)}")
         return SimulatedAIBackend.from_profile(arg or "realistic", seed=seed)
     if name == "openai" and args is not None:
         backend: AIBackend = backend_from_args(args)
         return backend
-    raise argparse.ArgumentTypeError(f"unknown backend {spec!r}; "
-                                     "use instant, sleep:SECONDS, simulated[:PROFILE] or openai")
+    if name == "import":
+        return _imported_backend(arg)
+    raise argparse.ArgumentTypeError(f"unknown backend {spec!r}; use instant, sleep:SECONDS, "
+                                     "simulated[:PROFILE], openai or import:MODULE:NAME")
+
+
+def _imported_backend(target: str) -> AIBackend:
+    module_name, _, attr = target.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot import backend {target!r}: {exc}") from None
+    backend = found if callable(getattr(found, "complete", None)) else found()
+    if not callable(getattr(backend, "complete", None)):
+        raise argparse.ArgumentTypeError(f"{target!r} gave {backend!r}, not a backend")
+    return cast(AIBackend, backend)
+
+
+def backend_spec(spec: str) -> str:
+    """Check a --backend spec at parse time (the backend itself is built later; `openai`
+    is checked then, with its options)."""
+    if spec != "openai":
+        make_backend(spec)
+    return spec
 
 
 async def run_worker(args: argparse.Namespace) -> int:
@@ -67,15 +98,26 @@ async def run_worker(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # A worker's start, and its drain and hand-back counts on stop, are worth a line each.
+    logger = logging.getLogger("chatroom_async")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        await _serve(proc, stop, args)
+    finally:
+        logger.setLevel(level)
+        close = getattr(backend, "aclose", None)  # a provider backend's HTTP connections
+        if close is not None:
+            await close()
+    return 0
+
+
+async def _serve(proc: AsyncAIProcessor, stop: asyncio.Event, args: argparse.Namespace) -> None:
     await proc.start()
     print(f"worker {proc.worker_id} running {args.concurrency} in flight on {args.redis_url} "
           f"namespace={args.namespace}", flush=True)
     await stop.wait()
     await proc.stop()
-    close = getattr(backend, "aclose", None)  # a provider backend's HTTP connections
-    if close is not None:
-        await close()
-    return 0
 
 
 async def _with_client(args: argparse.Namespace,
@@ -83,51 +125,96 @@ async def _with_client(args: argparse.Namespace,
     async with AsyncAIProcessor(args.redis_url, max_workers=0, namespace=args.namespace) as p:
         result = await action(p)
     print(json.dumps(result, ensure_ascii=False, indent=2))
-    return 0 if result not in (None, False) else 1
+    return cli_errors.OK
 
 
 async def run_submit(args: argparse.Namespace) -> int:
-    async def submit(p: AsyncAIProcessor) -> Any:
-        task_id = await p.submit_task(args.user_id, args.type, json.loads(args.data),
+    async with AsyncAIProcessor(args.redis_url, max_workers=0, namespace=args.namespace) as p:
+        task_id = await p.submit_task(args.user_id, args.type, args.data,
                                       priority=args.priority, timeout=args.timeout)
-        return await p.wait_for_task(task_id, args.wait) if args.wait else {"task_id": task_id}
-    return await _with_client(args, submit)
+        if not args.wait:
+            print(json.dumps({"task_id": task_id}))
+            return cli_errors.OK
+        final = await p.wait_for_task(task_id, args.wait)
+    print(json.dumps(final, ensure_ascii=False, indent=2))
+    if final["status"] == "completed":
+        return cli_errors.OK
+    return cli_errors.fail(f"task {task_id} {final['status']}: {final.get('error_type')}: "
+                           f"{final.get('error_message')}", cli_errors.NOT_COMPLETED)
+
+
+async def run_status(args: argparse.Namespace) -> int:
+    async def status(p: AsyncAIProcessor) -> Any:
+        found = await p.get_task_status(args.task_id)
+        if found is None:
+            raise TaskNotFoundError(f"no task {args.task_id!r}")
+        return found
+    return await _with_client(args, status)
+
+
+async def run_cancel(args: argparse.Namespace) -> int:
+    async with AsyncAIProcessor(args.redis_url, max_workers=0, namespace=args.namespace) as p:
+        if await p.cancel_task(args.task_id):
+            print("true")
+            return cli_errors.OK
+        found = await p.get_task_status(args.task_id)
+    if found is None:
+        raise TaskNotFoundError(f"no task {args.task_id!r}")
+    print("false")
+    return cli_errors.fail(f"task {args.task_id} has already finished ({found['status']}); "
+                           "there is nothing to cancel", cli_errors.NOT_COMPLETED)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatroom-async", description=__doc__)
+    parser = cli_errors.OneLineParser(prog="chatroom-async", description=__doc__,
+                                      epilog=EXIT_CODES,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run the chapter's demo on the embedded fakeredis")
 
-    def redis_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--redis-url", default=DEFAULT_URL)
-        p.add_argument("--namespace", default="chatroom_async")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, epilog=EXIT_CODES,
+                           formatter_class=_Formatter)
+        p.add_argument("--redis-url", type=cli_errors.redis_url, default=DEFAULT_URL,
+                       help="the Redis server (env CHATROOM_ASYNC_REDIS_URL)")
+        p.add_argument("--namespace", type=cli_errors.namespace, default="chatroom_async",
+                       help="prefix of every key: 1-64 characters of A-Z a-z 0-9 _ . -")
         return p
 
-    w = redis_args(sub.add_parser("worker", help="run a worker process"))
-    w.add_argument("--concurrency", type=int, default=10, help="tasks in flight")
-    w.add_argument("--backend", default="simulated",
-                   help="instant | sleep:SECONDS | simulated[:realistic|flaky|instant] | openai")
-    w.add_argument("--lease", type=float, default=30.0, help="lease seconds")
-    w.add_argument("--drain", type=float, default=10.0, help="drain seconds on stop")
-    w.add_argument("--seed", type=int, default=0)
+    w = command("worker", "run a worker process (SIGTERM or Ctrl-C: drain, then hand back)")
+    w.add_argument("--concurrency", type=cli_errors.positive_int, default=10,
+                   help="tasks in flight in this process; above the provider's own limit "
+                        "the extra calls only meet 429s and wait (see README)")
+    w.add_argument("--backend", type=backend_spec, default="simulated",
+                   help="instant | sleep:SECONDS | simulated[:realistic|flaky|instant] | "
+                        "openai | import:MODULE:NAME")
+    w.add_argument("--lease", type=cli_errors.positive_float, default=30.0,
+                   help="lease seconds: a dead worker's tasks run again this long after it")
+    w.add_argument("--drain", type=cli_errors.positive_float, default=10.0,
+                   help="seconds running tasks may finish on stop before they are handed back")
+    w.add_argument("--seed", type=int, default=0, help="seed of the simulated backend")
     add_worker_options(w)
     g = w.add_argument_group("the provider's limits, shared by every worker of the namespace "
                              "(docs/providers.md): each call waits its turn instead of a 429")
-    g.add_argument("--provider-rpm", type=float, help="requests per minute (default: none)")
-    g.add_argument("--provider-tpm", type=float, help="tokens per minute (default: none)")
-    g.add_argument("--provider-concurrency", type=int,
+    g.add_argument("--provider-rpm", type=cli_errors.positive_float, help="requests per minute (default: none)")
+    g.add_argument("--provider-tpm", type=cli_errors.positive_float, help="tokens per minute (default: none)")
+    g.add_argument("--provider-concurrency", type=cli_errors.positive_int,
                    help="calls in flight at once (default: none)")
-    s = redis_args(sub.add_parser("submit", help="submit one request"))
-    s.add_argument("--user-id", type=int, default=1)
-    s.add_argument("--type", default="chat_completion")
-    s.add_argument("--data", default='{"message": "你好"}', help="request_data as JSON")
-    s.add_argument("--priority", default="normal")
-    s.add_argument("--timeout", type=float, default=30.0)
-    s.add_argument("--wait", type=float, default=0.0, help="wait up to this many seconds")
+    s = command("submit", "submit one request")
+    s.add_argument("--user-id", type=cli_errors.user_id, default=1,
+                   help="an int >= 1, or a string id (1-128 characters)")
+    s.add_argument("--type", default="chat_completion",
+                   help="chat_completion | content_summary | translation")
+    s.add_argument("--data", type=cli_errors.json_object, default='{"message": "你好"}',
+                   help="request_data as a JSON object")
+    s.add_argument("--priority", default="normal", help="low | normal | high | urgent")
+    s.add_argument("--timeout", type=cli_errors.positive_float, default=30.0,
+                   help="seconds one attempt may take")
+    s.add_argument("--wait", type=cli_errors.non_negative_float, default=0.0,
+                   help="wait up to this many seconds for the result (0: do not wait)")
     for name in ("status", "cancel"):
-        redis_args(sub.add_parser(name, help=f"{name} a task")).add_argument("task_id")
-    redis_args(sub.add_parser("stats", help="print the shared statistics"))
+        command(name, f"{name} a task").add_argument("task_id", help="the task's id")
+    command("stats", "print the shared statistics")
     try:
         from .simulation import add_simulate_parser
     except ImportError:  # pragma: no cover - the simulator ships with the package
@@ -135,7 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_simulate_parser(sub)
     add_sim_server_parser(sub)
+    sub.choices["sim-server"].formatter_class = _Formatter  # --help shows its defaults
     return parser
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows every default, and the exit codes as written."""
+
+
+EXIT_CODES = "exit codes:" + (cli_errors.__doc__ or "").split("Exit codes of `chatroom-async`:")[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,11 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     commands: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "worker": run_worker,
         "submit": run_submit,
-        "status": lambda a: _with_client(a, lambda p: p.get_task_status(a.task_id)),
-        "cancel": lambda a: _with_client(a, lambda p: p.cancel_task(a.task_id)),
+        "status": run_status,
+        "cancel": run_cancel,
         "stats": lambda a: _with_client(a, lambda p: p.get_stats()),
     }
-    return asyncio.run(commands[args.command](args))
+    try:
+        return asyncio.run(commands[args.command](args))
+    except KeyboardInterrupt:
+        return cli_errors.fail("interrupted", cli_errors.INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - explain() re-raises what it does not know
+        return cli_errors.explain(exc, args.redis_url)
 
 
 if __name__ == "__main__":  # pragma: no cover

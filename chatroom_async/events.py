@@ -65,7 +65,9 @@ def event_json(event: str, task: AITask) -> str:
 
 
 def message_json(origin: str, events: list[str]) -> str:
-    return f'{{"origin":"{origin}","events":[{",".join(events)}]}}'
+    """The message published on the events channel: `events` are `event_json` strings; the
+    origin is encoded as JSON, so no worker id or host name can break the message."""
+    return f'{{"origin":{orjson.dumps(origin).decode()},"events":[{",".join(events)}]}}'
 
 
 class EventBus:

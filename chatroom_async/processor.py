@@ -48,11 +48,13 @@ from .worker.pool import WorkerPool, make_worker_id
 
 log = logging.getLogger("chatroom_async")
 
+_STATUSES = frozenset(status.value for status in TaskStatus)
+
 # wait_for_task's read after its deadline: long enough for a round trip, short enough that a
 # Redis that does not answer turns into TaskWaitTimeout soon after the deadline.
 _LAST_LOOK_S = 1.0
 
-UserContext = Callable[[int], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
+UserContext = Callable[[int | str], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 
 
 class AsyncAIProcessor:
@@ -160,12 +162,11 @@ class AsyncAIProcessor:
         if not self.running:
             return
         self.running = False
+        drained = released = 0
         if self.pool is not None:
             released = await self.pool.stop(self.settings.drain_timeout_s
                                              if drain_timeout_s is None else drain_timeout_s)
-            if released:
-                log.info("processor %s handed %d unfinished tasks back", self.worker_id,
-                         released)
+            drained = self.pool.drained
             self.pool = None
         if self.limiter is not None:
             await self.limiter.close()
@@ -174,7 +175,8 @@ class AsyncAIProcessor:
         if self.queue is not None:
             await self.queue.close()
         await self._close_own_client()
-        log.info("processor %s stopped", self.worker_id)
+        log.info("processor %s stopped: %d running tasks ended during the drain, %d handed "
+                 "back to the queue", self.worker_id, drained, released)
 
     async def _close_own_client(self) -> None:
         """Close the client if this processor made it (not the one it was given)."""
@@ -195,11 +197,25 @@ class AsyncAIProcessor:
         return self.queue
 
     # -- submitting --------------------------------------------------------------------------
-    async def submit_task(self, user_id: int, request_type: str, request_data: dict[str, Any],
+    async def submit_task(self, user_id: int | str, request_type: str,
+                          request_data: dict[str, Any],
                           priority: TaskPriority | int | str = TaskPriority.NORMAL,
                           timeout: float = 30.0, *, max_retries: int = 3,
                           task_id: str | None = None) -> str:
         """Validate a request and queue it; return its task id at once.
+
+        Args:
+            user_id: who asks: an int from 1 to 2**63-1, or a string (a user name, a UUID, a
+                session id) of 1-128 characters that is not blank and has no control
+                characters. A string id is kept as given: "42" and 42 are different users.
+            request_type: "chat_completion", "content_summary" or "translation".
+            request_data: the request's fields, JSON-serialisable, with no NaN or infinity.
+            priority: a `TaskPriority`, its value, or its name.
+            timeout: seconds one attempt may take.
+            max_retries: retries after failed attempts (rate limits have a budget of their
+                own: `RetryPolicy.rate_limit_retries`).
+            task_id: a caller-chosen id: 1-128 characters of A-Z a-z 0-9 _ . - ; a fresh
+                UUID when None.
 
         Raises:
             ValidationError: the request is invalid (nothing was queued).
@@ -262,14 +278,22 @@ class AsyncAIProcessor:
 
     # -- querying ----------------------------------------------------------------------------
     async def get_task_status(self, task_id: str) -> dict[str, Any] | None:
-        """The task's record as a dict (any status), or None if unknown or expired."""
-        fields = await self._queue().record(task_id)
-        if not fields:
-            return None
+        """The task's record as a dict (any status), or None if unknown or expired.
+
+        A record that cannot be read (a field that does not parse, or a key that is not a
+        hash) gives `{"task_id", "status", "error_type": "CorruptTaskError",
+        "error_message"}`, with status "failed" unless the record names a valid one.
+        """
+        fields: dict[str, str] = {}
         try:
+            fields = await self._queue().record(task_id)
+            if not fields:
+                return None
             return status_dict(task_from_record(task_id, fields))
         except (KeyError, ValueError) as exc:
-            return {"task_id": task_id, "status": fields.get("status", "failed"),
+            status = fields.get("status", "")
+            return {"task_id": task_id,
+                    "status": status if status in _STATUSES else "failed",
                     "error_type": CorruptTaskError.__name__, "error_message": str(exc)}
 
     async def wait_for_task(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
@@ -335,7 +359,10 @@ class AsyncAIProcessor:
             return False
         if previous == "processing" and self.pool is not None:
             self.pool.cancel_local(task_id)
-        task = task_from_record(task_id, fields)
+        try:
+            task = task_from_record(task_id, fields)
+        except (KeyError, ValueError):  # cancelled; a record this corrupt has no event
+            return True
         self.bus.fire("task_cancelled", task)
         if self.settings.publish_events:
             await self._publish("task_cancelled", task)

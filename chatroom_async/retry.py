@@ -22,6 +22,14 @@ class RetryPolicy:
     thundering herd), "equal" from [d/2, d], "none" waits exactly d. A `retry_after` from
     the provider raises the wait to at least that, up to `max_retry_after_s`; a provider
     asking for more than that is not retried at all.
+
+    A rate limit the provider announces (HTTP 429: its concurrency limit, or its request
+    or token rate) says "not now", not "this request is bad": such an attempt is retried
+    on a budget of its own, `rate_limit_retries`, which does not use up the task's
+    `max_retries`. It waits `retry_after` when the provider sends one (plus up to 20 %, so
+    the tasks it turned away do not all come back at once), else the backoff above, by
+    the number of rate-limited attempts. With the budget spent, a 429 counts as an ordinary
+    retryable error.
     """
 
     base_s: float = 0.5
@@ -29,12 +37,16 @@ class RetryPolicy:
     cap_s: float = 8.0
     jitter: str = "equal"
     max_retry_after_s: float = 120.0
+    rate_limit_retries: int = 50
 
     def __post_init__(self) -> None:
         if self.jitter not in ("full", "equal", "none"):
             raise ValueError(f"jitter must be 'full', 'equal' or 'none', got {self.jitter!r}")
         if self.base_s < 0 or self.cap_s < 0 or self.factor < 1:
             raise ValueError("base_s and cap_s must be >= 0 and factor >= 1")
+        if not isinstance(self.rate_limit_retries, int) or self.rate_limit_retries < 0:
+            raise ValueError(f"rate_limit_retries must be an int >= 0, "
+                             f"got {self.rate_limit_retries!r}")
 
     def backoff(self, retry_number: int, rng: random.Random) -> float:
         """Seconds to wait before retry number `retry_number` (1-based), ignoring retry_after."""
@@ -63,3 +75,21 @@ class RetryPolicy:
                 return None
             delay = max(delay, error.retry_after)
         return delay
+
+    def rate_limit_delay(self, error: AIError, rate_limited: int,
+                         rng: random.Random) -> float | None:
+        """The wait before retrying an attempt a provider's rate limit ended, or None when
+        the error is no rate limit, the budget is spent, or `retry_after` is too long.
+
+        Args:
+            error: what the last attempt raised.
+            rate_limited: the task's earlier attempts that ended in a rate limit.
+            rng: the jitter's random source.
+        """
+        if error.status != 429 or rate_limited >= self.rate_limit_retries:
+            return None
+        if error.retry_after is None:
+            return self.backoff(rate_limited + 1, rng)
+        if error.retry_after > self.max_retry_after_s:
+            return None
+        return error.retry_after + rng.uniform(0.0, 0.2 * error.retry_after + 0.01)

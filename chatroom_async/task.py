@@ -72,7 +72,7 @@ class AITask:
     """
 
     task_id: str
-    user_id: int
+    user_id: int | str  # an int >= 1 or a string id (see `submit_task`)
     request_type: str
     request_data: dict[str, Any]
     priority: TaskPriority = TaskPriority.NORMAL

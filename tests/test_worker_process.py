@@ -73,7 +73,7 @@ def test_command_line_submit_status_cancel_stats(real_namespace: str,
     assert cli_main(["stats", *common]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["total_tasks"] == 1 and stats["cancelled_tasks"] == 1
-    assert cli_main(["status", *common, "nope"]) == 1
+    assert cli_main(["status", *common, "nope"]) == 4  # no such task: see cli_errors
     keys = sync_redis.Redis.from_url(REAL_URL)
     assert keys.exists(Keys(real_namespace).task(task_id))
     keys.close()

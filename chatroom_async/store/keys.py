@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..validation import validate_namespace
+
 
 @dataclass(frozen=True, slots=True)
 class Keys:
@@ -35,9 +37,7 @@ class Keys:
     namespace: str = "chatroom_async"
 
     def __post_init__(self) -> None:
-        if not self.namespace or any(c in self.namespace for c in " \n\r*?[]"):
-            raise ValueError(f"namespace must be non-empty with no spaces or glob characters: "
-                             f"{self.namespace!r}")
+        validate_namespace(self.namespace)  # a ValidationError (a ValueError) if bad
 
     @property
     def task_prefix(self) -> str:

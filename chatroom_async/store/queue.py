@@ -11,10 +11,11 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from .keys import Keys
 from .lane import Lane
+from .reading import CorruptRecordError, garbage_entry, int_counts, number, score
 
 _SCRIPTS = ("enqueue", "claim", "finish", "renew", "release", "cancel", "limit")
 
@@ -67,6 +68,7 @@ class Claimed:
     deliveries: int
     token: str
     score: float  # its place in the ready set: lower runs first
+    rate_limited: int = 0  # earlier attempts a provider's rate limit ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +100,6 @@ class QueueCounts:
     dead_letters: int
     garbage: int
     counters: dict[str, float]
-
-
-def _score(raw: str) -> float:
-    """A claimed task's score as a number; a record without a usable one sorts first (the
-    score only orders tasks a worker holds, see `slots.SlotLedger.hold`)."""
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        return float("-inf")
 
 
 class TaskQueue:
@@ -190,8 +183,9 @@ class TaskQueue:
         claimed, dead, next_due, remaining = reply
         tasks = [
             Claimed(claimed[i], claimed[i + 1], claimed[i + 2], claimed[i + 3], claimed[i + 4],
-                    int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}", _score(claimed[i + 6]))
-            for i in range(0, len(claimed), 7)
+                    int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}", score(claimed[i + 6]),
+                    int(claimed[i + 7]))
+            for i in range(0, len(claimed), 8)
         ]
         return ClaimResult(tasks, list(dead), float(next_due) if next_due else None,
                            int(remaining))
@@ -264,8 +258,18 @@ class TaskQueue:
         return True, reply[1], dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def record(self, task_id: str) -> dict[str, str]:
-        """The task's hash, empty if unknown."""
-        fields = await self.redis.hgetall(self.keys.task(task_id))
+        """The task's hash, empty if unknown.
+
+        Raises:
+            CorruptRecordError: the task's key holds something other than a hash.
+        """
+        try:
+            fields = await self.redis.hgetall(self.keys.task(task_id))
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            raise CorruptRecordError(f"corrupt task record {task_id!r}: its key holds "
+                                     f"another type than a hash") from None
         return {str(k): str(v) for k, v in fields.items()}
 
     async def wait_for_work(self, worker_id: str, timeout_s: float) -> None:
@@ -290,13 +294,19 @@ class TaskQueue:
             pipe.hgetall(k.stats)
             depth, inflight, delayed, dead, garbage, stats = await pipe.execute()
         return QueueCounts(
-            ready_by_priority={int(p): max(0, int(n)) for p, n in depth.items()},
-            in_flight=int(inflight), delayed=int(delayed), dead_letters=int(dead),
-            garbage=int(garbage), counters={name: float(v) for name, v in stats.items()})
+            ready_by_priority=int_counts(depth), in_flight=int(inflight),
+            delayed=int(delayed), dead_letters=int(dead), garbage=int(garbage),
+            counters={name: v for name, v in ((n, number(x)) for n, x in stats.items())
+                      if v is not None})
 
     async def dead_letters(self, count: int = 100) -> list[str]:
         """The newest dead-lettered task ids, oldest first."""
         return [str(x) for x in await self.redis.lrange(self.keys.dead, -count, -1)]
+
+    async def garbage(self, count: int = 100) -> list[dict[str, str]]:
+        """The newest entries set aside as unusable, oldest first: `{"task_id", "reason"}`."""
+        return [garbage_entry(raw) for raw in await self.redis.lrange(self.keys.garbage,
+                                                                      -count, -1)]
 
     async def purge(self) -> int:
         """Delete every key of this namespace (tests and benchmarks clean up their own)."""

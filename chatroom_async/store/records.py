@@ -15,6 +15,8 @@ Python that writes outcomes builds its fields here (`completed_fields`, `failed_
                  hand-back to come back to the same place      enqueue.lua
     retry_count  int: retries scheduled so far           enqueue.lua, retrying_fields
     deliveries   int: claims so far (a worker took it)   enqueue.lua, claim.lua
+    rate_limited int: attempts a provider's rate limit (429) ended; they retry on a
+                 budget of their own and add to the delivery limit   rate_limited_fields
     status       TaskStatus value                        every script; the outcome builders
     lease        the holder's token, '' when none        claim.lua, finish.lua, release.lua,
                                                          cancel.lua
@@ -36,7 +38,7 @@ from ..task import AITask, TaskPriority, TaskStatus
 #: Every field a record can hold (the table above).
 FIELDS = frozenset({"spec", "priority", "max_retries", "score", "retry_count", "deliveries",
                     "status", "lease", "started_at", "completed_at", "result", "cached",
-                    "error"})
+                    "error", "rate_limited"})
 
 
 def completed_fields(now: float, result_json: str, *, cached: bool) -> dict[str, str]:
@@ -81,7 +83,7 @@ def task_from_spec(task_id: str, spec: str, priority: str, max_retries: str,
         data = orjson.loads(spec)
         return AITask(
             task_id=task_id,
-            user_id=int(data["user_id"]),
+            user_id=_user_id(data["user_id"]),
             request_type=str(data["request_type"]),
             request_data=dict(data["request_data"]),
             priority=TaskPriority(int(priority)),
@@ -116,6 +118,20 @@ def task_from_record(task_id: str, fields: dict[str, str]) -> AITask:
         task.error_message = error.get("error_message")
     task.cached = fields.get("cached") == "1"
     return task
+
+
+def rate_limited_fields(rate_limited: int, error_json: str) -> dict[str, str]:
+    """The fields of a task a rate limit turned away, waiting for its next attempt (its
+    `retry_count` stays: see `RetryPolicy.rate_limit_delay`)."""
+    return {"status": TaskStatus.RETRYING.value, "rate_limited": str(rate_limited),
+            "error": error_json}
+
+
+def _user_id(value: object) -> int | str:
+    """An int user id, or a string one as it was given."""
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"user_id is {value!r}, not an int or a str")
 
 
 def _float(value: str | None) -> float | None:

@@ -24,7 +24,7 @@ from ..retry import RetryPolicy
 from ..store.cache import ResponseCache
 from ..store.limiter import ProviderLimiter
 from ..store.queue import Outcome
-from ..store.records import completed_fields, failed_fields, retrying_fields
+from ..store.records import completed_fields, failed_fields, rate_limited_fields, retrying_fields
 from ..task import AITask, TaskStatus
 
 Publish = Callable[[str, AITask], Awaitable[None]]
@@ -56,8 +56,13 @@ class Attempt:
         self.stream = stream and callable(getattr(backend, "stream", None))
         self.limiter = limiter
 
-    async def run(self, task: AITask, token: str) -> tuple[Outcome, str, AITask]:
-        """Run one attempt; return the outcome to record, its event and the final task."""
+    async def run(self, task: AITask, token: str,
+                  rate_limited: int = 0) -> tuple[Outcome, str, AITask]:
+        """Run one attempt; return the outcome to record, its event and the final task.
+
+        `rate_limited` counts the task's earlier attempts a provider's rate limit ended:
+        those retry on a budget of their own (`RetryPolicy.rate_limit_delay`).
+        """
         try:
             hit = await self._cache_get(task) if self.cache is not None else None
             if hit is not None:  # before the limiter: a cached answer costs the provider nothing
@@ -78,7 +83,7 @@ class Attempt:
                 await self.limiter.pause(error.retry_after)
             except Exception as exc:  # noqa: BLE001 - the retry policy still honours it
                 log.warning("could not share a retry_after pause: %r", exc)
-        return self._failed(task, token, error)
+        return self._failed(task, token, error, rate_limited)
 
     @asynccontextmanager
     async def _provider_turn(self, request: AIRequest, token: str) -> AsyncIterator[None]:
@@ -158,11 +163,19 @@ class Attempt:
                           seconds=now - (task.started_at or now))
         return outcome, "task_completed", final
 
-    def _failed(self, task: AITask, token: str, error: AIError) -> tuple[Outcome, str, AITask]:
+    def _failed(self, task: AITask, token: str, error: AIError,
+                rate_limited: int = 0) -> tuple[Outcome, str, AITask]:
         now = self.clock.now()
-        delay = self.retry.next_delay(error, task.retry_count, task.max_retries, self.rng)
         error_json = orjson.dumps(error.to_record()).decode()
         common = {"error_type": type(error).__name__, "error_message": error.message}
+        wait = self.retry.rate_limit_delay(error, rate_limited, self.rng)
+        if wait is not None:  # the provider said "not now": not one of the task's retries
+            final = task.copy(status=TaskStatus.RETRYING, **common)
+            fields = rate_limited_fields(rate_limited + 1, error_json)
+            return (Outcome(task.task_id, token, "retry", fields,
+                            self._event("task_retrying", final), due=now + wait),
+                    "task_retrying", final)
+        delay = self.retry.next_delay(error, task.retry_count, task.max_retries, self.rng)
         if delay is None:
             final = task.copy(status=TaskStatus.FAILED, completed_at=now, **common)
             fields = failed_fields(now, error_json)

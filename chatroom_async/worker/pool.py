@@ -22,6 +22,7 @@ import asyncio
 import functools
 import logging
 import random
+import re
 from collections.abc import Awaitable
 from contextlib import aclosing
 from typing import Any
@@ -71,6 +72,7 @@ class WorkerPool:
         self.outbox = Outbox(queue=queue, slots=self.slots, settings=settings, clock=clock,
                              origin=bus.origin, worker_id=worker_id)
         self._stopping = False
+        self.drained = 0  # runs that ended during stop()'s drain
         self._full = False  # the fetcher waits for a free slot
         self._loops: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Future[Any]] = set()
@@ -134,7 +136,7 @@ class WorkerPool:
             except ValueError as exc:
                 self._reject_corrupt(c, str(exc), now)
                 continue
-            run = Run(task, c.token, c.score)
+            run = Run(task, c.token, c.score, rate_limited=c.rate_limited)
             self._supersede(task.task_id)
             if self.slots.slot_open() and not self._stopping:
                 self._start(run, now)
@@ -190,10 +192,15 @@ class WorkerPool:
             self.bus.fire("task_failed", task)
 
     async def _announce_dead(self, task_id: str) -> None:
+        """Tell waiters and callbacks that the claim script failed a task (too many
+        deliveries, or a record it set aside as corrupt)."""
         try:
             task = task_from_record(task_id, await self.queue.record(task_id))
-        except (KeyError, ValueError):
-            return
+        except (KeyError, ValueError) as exc:
+            log.error("worker %s: task %s set aside: %s", self.worker_id, task_id, exc)
+            task = AITask(task_id=task_id, user_id=0, request_type="", request_data={},
+                          status=TaskStatus.FAILED, completed_at=self.clock.now(),
+                          error_type="CorruptTaskError", error_message=str(exc))
         if task is not None:
             self.bus.fire("task_failed", task)
             if self.settings.publish_events:
@@ -206,7 +213,7 @@ class WorkerPool:
         task = run.task
         self.bus.fire("task_started", task)  # here, not at launch: after earlier runs' events
         try:
-            outcome, event, final = await self.attempt.run(task, run.token)
+            outcome, event, final = await self.attempt.run(task, run.token, run.rate_limited)
             if run.held:  # the record has the claim's time; this is when it really started
                 outcome.fields["started_at"] = repr(task.started_at)
             run.submitted = True
@@ -343,7 +350,8 @@ class WorkerPool:
             [(r.task.task_id, r.token) for r in held])) if held else 0
         handles = list(self._tasks)
         if handles:
-            await asyncio.wait(handles, timeout=drain_timeout_s)
+            done, _ = await asyncio.wait(handles, timeout=drain_timeout_s)
+            self.drained = len(done)
         leftovers = [r for r in self.running.values() if not r.submitted and not r.lost]
         for handle in handles:
             handle.cancel()
@@ -369,5 +377,7 @@ class WorkerPool:
 
 
 def make_worker_id(rng: random.Random, host: str, pid: int) -> str:
-    """A worker id unique across hosts, processes and restarts."""
+    """A worker id unique across hosts, processes and restarts; the host name keeps only
+    letters, digits and `_.-` (it names a key and goes into events)."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", host)[:64] or "host"
     return f"{host}-{pid}-{rng.getrandbits(32):08x}"

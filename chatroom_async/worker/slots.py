@@ -31,6 +31,7 @@ class Run:
     settled: bool = False  # its place is free: outcome settled, or the run ended
     lost: bool = False  # cancelled elsewhere or lease lost: record nothing, release nothing
     held: bool = False  # waited for a slot after its claim (prefetch)
+    rate_limited: int = 0  # earlier attempts a provider's rate limit ended
 
 
 class SlotLedger:

@@ -130,7 +130,7 @@ async def test_a_ready_entry_without_record_is_set_aside(queue: TaskQueue) -> No
     await add(queue, "real")
     got = await queue.claim(now=0.0, lease_s=5, max_count=5, worker_id="A", extra_deliveries=2)
     assert [c.task_id for c in got.claimed] == ["real"]
-    assert await queue.redis.lrange(queue.keys.garbage, 0, -1) == ["ghost"]
+    assert await queue.garbage() == [{"task_id": "ghost", "reason": "no task record"}]
 
 
 async def test_retry_waits_in_the_delayed_set_until_due(queue: TaskQueue) -> None:

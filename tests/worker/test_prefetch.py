@@ -15,8 +15,8 @@ from chatroom_async import (
     AsyncAIProcessor,
     FunctionBackend,
     ProcessorSettings,
-    RateLimitError,
     RetryPolicy,
+    ServerError,
     TaskPriority,
 )
 from tests.conftest import InFlight, MakeProcessor, wait_until
@@ -301,7 +301,7 @@ async def test_retries_with_prefetch_all_end_once_within_the_limits(
         with in_flight:
             await asyncio.sleep(0)
             if attempts[request.task_id] == 1:
-                raise RateLimitError("slow down")
+                raise ServerError("try again")
         done.append(request.task_id)
         ended.set()
         return {"response": "ok"}

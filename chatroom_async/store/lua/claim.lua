@@ -7,13 +7,54 @@
 --       9 sweep: '1' to promote due retries and reclaim expired leases first, '0' to skip
 --         that (a busy worker sweeps only when something is due, or now and then)
 -- Returns {claimed, dead, next_due, remaining}: claimed is a flat list of
--- (id, spec, priority, max_retries, retry_count, deliveries, score); dead lists task ids that
--- exceeded their delivery limit; next_due is the earliest retry or lease deadline ('' when
+-- (id, spec, priority, max_retries, retry_count, deliveries, score, rate_limited); dead lists
+-- task ids that exceeded their delivery limit or whose record is corrupt; next_due is the earliest retry or lease deadline ('' when
 -- none, or when not swept); remaining is 1 when ready tasks are left, else 0.
 local unpack = unpack or table.unpack
 local now, prefix = tonumber(ARGV[1]), ARGV[5]
+local extra, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local depth = {}
 local function bump(priority, n) depth[priority] = (depth[priority] or 0) + n end
+
+-- No input this script can meet may make it fail half way (Redis keeps the writes a failed
+-- script made): every task record is checked before anything is written about it, and an
+-- entry that cannot be used is set aside in the garbage list with the reason, as JSON.
+local function int(v)  -- an integer field as the package writes it, or nil
+  if type(v) == 'string' and #v <= 15 and string.match(v, '^%-?%d+$') then return tonumber(v) end
+end
+local function num(v)  -- a finite number, or nil
+  local n = tonumber(v)
+  if n and n == n and n > -math.huge and n < math.huge then return n end
+end
+local dead = {}
+-- Set an unusable entry aside; a hash record of it fails (its waiters and stats see an end).
+local function set_aside(id, reason, is_hash)
+  redis.call('RPUSH', KEYS[8], cjson.encode({task_id = id, reason = reason}))
+  if is_hash then
+    local key = prefix .. id
+    redis.call('HSET', key, 'status', 'failed', 'completed_at', ARGV[1], 'lease', '', 'error',
+      cjson.encode({error_type = 'CorruptTaskError', error_message = reason}))
+    redis.call('EXPIRE', key, ttl)
+    redis.call('HINCRBY', KEYS[7], 'failed_tasks', 1)
+    dead[#dead + 1] = id
+  end
+end
+-- The record's fields (HMGET), or nil and why it cannot be read.
+local function fields(id, ...)
+  local kind = redis.call('TYPE', prefix .. id)
+  kind = type(kind) == 'table' and kind.ok or kind
+  if kind == 'none' then return nil, 'no task record' end
+  if kind ~= 'hash' then return nil, 'the task record is a ' .. kind .. ', not a hash' end
+  return redis.call('HMGET', prefix .. id, ...)
+end
+-- Back to the ready set, if its score and priority are usable.
+local function requeue(id, f)
+  if not int(f[2]) then set_aside(id, 'priority is not an integer', true); return false end
+  if not num(f[1]) then set_aside(id, 'score is not a number', true); return false end
+  redis.call('ZADD', KEYS[1], f[1], id)
+  bump(f[2], 1)
+  return true
+end
 
 -- The in-flight set always holds this anchor, scored +inf: a member no task id can be (ids
 -- have no spaces) and longer than 64 bytes, so Redis keeps the set in its skiplist
@@ -33,27 +74,70 @@ if sweep then delayed_head, inflight_head = head(KEYS[3]), head(KEYS[2]) end
 if delayed_head and delayed_head <= now then
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)) do
     redis.call('ZREM', KEYS[3], id)
-    local f = redis.call('HMGET', prefix .. id, 'score', 'priority')
-    if f[1] then redis.call('ZADD', KEYS[1], f[1], id); bump(f[2], 1) end
+    local f, why = fields(id, 'score', 'priority', 'spec')
+    if not f then set_aside(id, why, false)
+    elseif not f[3] then set_aside(id, 'the task record has no spec', true)
+    else requeue(id, f) end
   end
   delayed_head = head(KEYS[3])
 end
 if inflight_head and inflight_head <= now then
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)) do
     redis.call('ZREM', KEYS[2], id)
-    local key = prefix .. id
-    local f = redis.call('HMGET', key, 'score', 'priority', 'status')
-    if f[1] and f[3] == 'processing' then
-      redis.call('HSET', key, 'status', 'pending', 'lease', '')
-      redis.call('ZADD', KEYS[1], f[1], id)
-      bump(f[2], 1)
+    local f, why = fields(id, 'score', 'priority', 'status')
+    if not f then set_aside(id, why, false)
+    elseif f[3] == 'processing' and requeue(id, f) then
+      redis.call('HSET', prefix .. id, 'status', 'pending', 'lease', '')
       redis.call('HINCRBY', KEYS[7], 'reclaimed_tasks', 1)
     end
   end
   inflight_head = head(KEYS[2])
 end
 
-local claimed, dead, leased = {}, {}, {}
+-- One claimed entry: checked whole before its first write.
+local claimed, leased = {}, {}
+local function claim(id)
+  local f, why = fields(id, 'spec', 'priority', 'max_retries', 'retry_count', 'deliveries',
+                        'status', 'score', 'rate_limited')
+  if not f then set_aside(id, why, false); return end
+  if not f[1] then set_aside(id, 'the task record has no spec', true); return end
+  local priority = int(f[2])
+  if f[6] ~= 'pending' and f[6] ~= 'retrying' then  -- finished or cancelled meanwhile
+    if priority then bump(f[2], -1) end
+    return
+  end
+  if not priority then set_aside(id, 'priority is not an integer', true); return end
+  bump(f[2], -1)
+  local max_retries, retries = int(f[3]), int(f[4] or '0')
+  local previous, limited = int(f[5] or '0'), int(f[8] or '0')
+  if not (max_retries and retries and previous and limited) then
+    set_aside(id, 'max_retries, retry_count, deliveries or rate_limited is not an integer',
+              true)
+    return
+  end
+  local key, deliveries = prefix .. id, previous + 1
+  -- Attempts a provider's rate limit ended are retried on a budget of their own.
+  if deliveries > max_retries + 1 + extra + limited then
+    redis.call('HSET', key, 'status', 'failed', 'completed_at', ARGV[1], 'lease', '',
+      'error', '{"error_type":"DeliveryLimitExceeded","error_message":"delivered ' ..
+      deliveries .. ' times; its workers kept dying or losing their lease"}')
+    redis.call('EXPIRE', key, ttl)
+    redis.call('RPUSH', KEYS[6], id)
+    redis.call('HINCRBY', KEYS[7], 'failed_tasks', 1)
+    redis.call('HINCRBY', KEYS[7], 'dead_lettered', 1)
+    dead[#dead + 1] = id
+    return
+  end
+  redis.call('HSET', key, 'status', 'processing', 'started_at', ARGV[1],
+             'deliveries', deliveries, 'lease', ARGV[4] .. ':' .. deliveries)
+  leased[#leased + 1] = ARGV[2]; leased[#leased + 1] = id
+  local n = #claimed
+  claimed[n + 1] = id; claimed[n + 2] = f[1]; claimed[n + 3] = f[2]
+  claimed[n + 4] = f[3]; claimed[n + 5] = f[4] or '0'; claimed[n + 6] = deliveries
+  claimed[n + 7] = f[7] or ''  -- only orders held tasks: a bad one is no reason to stop
+  claimed[n + 8] = limited
+end
+
 -- ZRANGE + ZREM rather than ZPOPMIN: the same atomically here, and fakeredis pops in time
 -- that grows with the backlog while these two do not. One id more than wanted is read, and
 -- left: whether it is there tells if ready tasks remain.
@@ -62,42 +146,14 @@ local popped = redis.call('ZRANGE', KEYS[1], 0, max)
 local more = #popped > max
 if more then popped[#popped] = nil end
 if #popped > 0 then redis.call('ZREM', KEYS[1], unpack(popped)) end
-local extra, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
-for _, id in ipairs(popped) do
-  local key = prefix .. id
-  local f = redis.call('HMGET', key, 'spec', 'priority', 'max_retries', 'retry_count',
-                       'deliveries', 'status', 'score')
-  if not f[1] then
-    -- A ready entry without a record: set it aside, never hand it to a worker.
-    redis.call('RPUSH', KEYS[8], id)
-  else
-    bump(f[2], -1)
-    if f[6] == 'pending' or f[6] == 'retrying' then
-      local deliveries = tonumber(f[5] or '0') + 1
-      if deliveries > tonumber(f[3] or '0') + 1 + extra then
-        redis.call('HSET', key, 'status', 'failed', 'completed_at', ARGV[1], 'lease', '',
-          'error', '{"error_type":"DeliveryLimitExceeded","error_message":"delivered ' ..
-          deliveries .. ' times; its workers kept dying or losing their lease"}')
-        redis.call('EXPIRE', key, ttl)
-        redis.call('RPUSH', KEYS[6], id)
-        redis.call('HINCRBY', KEYS[7], 'failed_tasks', 1)
-        redis.call('HINCRBY', KEYS[7], 'dead_lettered', 1)
-        dead[#dead + 1] = id
-      else
-        redis.call('HSET', key, 'status', 'processing', 'started_at', ARGV[1],
-                   'deliveries', deliveries, 'lease', ARGV[4] .. ':' .. deliveries)
-        leased[#leased + 1] = ARGV[2]; leased[#leased + 1] = id
-        local n = #claimed
-        claimed[n + 1] = id; claimed[n + 2] = f[1]; claimed[n + 3] = f[2]
-        claimed[n + 4] = f[3]; claimed[n + 5] = f[4]; claimed[n + 6] = deliveries
-        claimed[n + 7] = f[7] or ''  -- only orders held tasks: a bad one is no reason to stop
-      end
-    end
-  end
-end
+for _, id in ipairs(popped) do claim(id) end
 if #leased > 0 then redis.call('ZADD', KEYS[2], 'inf', ANCHOR, unpack(leased)) end
 for priority, n in pairs(depth) do
-  if n ~= 0 then redis.call('HINCRBY', KEYS[5], priority, n) end
+  -- A count that is not an integer (written by hand) is replaced, not added to.
+  if n ~= 0 then
+    local r = redis.pcall('HINCRBY', KEYS[5], priority, n)
+    if type(r) == 'table' and r.err then redis.call('HSET', KEYS[5], priority, math.max(0, n)) end
+  end
 end
 if #dead > 0 then redis.call('LTRIM', KEYS[6], -tonumber(ARGV[8]), -1) end
 

@@ -19,7 +19,8 @@ while i <= #ARGV do
   local event = ARGV[last + 1]
   i = last + 2
   local key = prefix .. id
-  if token ~= '' and redis.call('HGET', key, 'lease') == token then
+  -- pcall: a key that is not a hash (written by hand) is a lost lease, not a failed batch
+  if token ~= '' and redis.pcall('HGET', key, 'lease') == token then
     redis.call('HSET', key, 'lease', '', unpack(ARGV, first, last))
     done[#done + 1] = id
     if kind == 'retry' then
@@ -57,6 +58,6 @@ if retried > 0 then
 end
 if #events > 0 and KEYS[6] ~= '' then
   redis.call('PUBLISH', KEYS[6],
-    '{"origin":"' .. ARGV[3] .. '","events":[' .. table.concat(events, ',') .. ']}')
+    '{"origin":' .. cjson.encode(ARGV[3]) .. ',"events":[' .. table.concat(events, ',') .. ']}')
 end
 return recorded

@@ -4,7 +4,7 @@
 local lost = {}
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
-  if redis.call('HGET', ARGV[2] .. id, 'lease') == token then
+  if redis.pcall('HGET', ARGV[2] .. id, 'lease') == token then  -- pcall: see finish.lua
     redis.call('ZADD', KEYS[1], 'XX', ARGV[1], id)
   else
     lost[#lost + 1] = id
