@@ -49,6 +49,7 @@ def openai_body(message: str, code: str | None = None) -> dict[str, object]:
     (503, openai_body("The engine is currently overloaded"), OverloadedError, True),
     (529, "overloaded", OverloadedError, True),
     (500, {"error": {"code": "1305", "message": "访问量过大"}}, OverloadedError, True),
+    (429, {"error": {"code": "1305", "message": "访问量过大"}}, OverloadedError, True),
     (500, openai_body("internal"), ServerError, True),
     (502, "<html>bad gateway</html>", ServerError, True),
     (408, openai_body("request timeout"), ServerError, True),
