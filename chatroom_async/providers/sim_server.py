@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import socket
@@ -86,9 +87,7 @@ class SimServer:
 
     def stats(self) -> dict[str, Any]:
         """The server's counters and the simulator's (`SimStats`) as one JSON-ready dict."""
-        sim = self.backend.stats()
-        return {"server": dict(self.counts),
-                "backend": {name: getattr(sim, name) for name in sim.__slots__}}
+        return {"server": dict(self.counts), "backend": dataclasses.asdict(self.backend.stats())}
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Wait until `predicate()` holds; it is checked each time a call starts (once the
