@@ -88,7 +88,7 @@ async def test_a_flaky_run_of_300_tasks_ends_with_every_task_terminal() -> None:
     assert stats["total_tasks"] == 300 == sum(counts.values())
     assert (stats["completed_tasks"], stats["failed_tasks"], stats["cancelled_tasks"]) == (
         counts["completed"], counts["failed"], counts["cancelled"])
-    assert counts["completed"] > 200 and counts["failed"] > 0 and counts["cancelled"] >= 1
+    assert counts["completed"] > 180 and counts["failed"] > 0 and counts["cancelled"] >= 1
     assert stats["retried_tasks"] > 20 and sum(sim.errors.values()) > 20
     # one HTTP call per attempt: the SDK retried nothing behind the processor's back
     calls = len(server.records)
