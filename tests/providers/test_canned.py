@@ -15,11 +15,13 @@ pytest.importorskip("openai")
 
 from chatroom_async import ContentFilterError, StreamInterruptedError  # noqa: E402
 from chatroom_async.providers import OpenAIBackend, ProviderAuthError  # noqa: E402
+from chatroom_async.providers.ratelimits import RateLimits  # noqa: E402
 from tests.providers.helpers import MODEL, request  # noqa: E402
 
 
 @asynccontextmanager
-async def canned(status: int, content_type: str, body: bytes) -> AsyncIterator[str]:
+async def canned(status: int, content_type: str, body: bytes,
+                 headers: str = "") -> AsyncIterator[str]:
     """A loopback HTTP server that answers every request with the same bytes."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -28,7 +30,7 @@ async def canned(status: int, content_type: str, body: bytes) -> AsyncIterator[s
                        if line.lower().startswith(b"content-length:")), 0)
         await reader.readexactly(length)
         writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: "
-                     f"{len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+                     f"{len(body)}\r\nConnection: close\r\n{headers}\r\n".encode() + body)
         await writer.drain()
         writer.close()
 
@@ -100,3 +102,21 @@ async def test_a_401_that_echoes_the_key_never_shows_it() -> None:
             await backend.complete(request())
     assert key not in str(caught.value) and "Incorrect API key provided: ***" in str(
         caught.value)
+
+
+async def test_the_rate_limit_headers_of_each_answer_are_kept_and_announced() -> None:
+    body = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": MODEL,
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": "好"}}]})
+    headers = ("x-ratelimit-limit-requests: 500\r\nx-ratelimit-remaining-requests: 499\r\n"
+               "x-ratelimit-reset-requests: 120ms\r\nx-ratelimit-limit-tokens: 30000\r\n"
+               "x-ratelimit-remaining-tokens: 29000\r\nx-ratelimit-reset-tokens: 2s\r\n")
+    seen: list[RateLimits] = []
+    async with canned(200, "application/json", body.encode(), headers) as url, \
+            OpenAIBackend(model=MODEL, base_url=url, api_key="k",
+                          on_rate_limits=seen.append) as backend:
+        result = await backend.complete(request())
+    assert result["response"] == "好" and result["usage"] is None
+    assert seen == [backend.rate_limits] and backend.rate_limits == RateLimits(
+        limit_requests=500, remaining_requests=499, reset_requests_s=0.12,
+        limit_tokens=30000, remaining_tokens=29000, reset_tokens_s=2.0)
