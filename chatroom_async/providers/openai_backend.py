@@ -17,11 +17,24 @@ import openai
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from chatroom_async import AIError, AIRequest, AITimeoutError, ServerError, StreamChunk
+from chatroom_async import (
+    AIError,
+    AIRequest,
+    AITimeoutError,
+    BadRequestError,
+    ServerError,
+    StreamChunk,
+)
 
 from .config import OpenAISettings
 from .errors import finish_error, retry_after_s, status_error, stream_error
-from .mapping import build_result, chat_messages, request_options
+from .mapping import (
+    DEFAULT_CHARGED_OUTPUT_TOKENS,
+    build_result,
+    chat_messages,
+    estimate_tokens,
+    request_options,
+)
 from .ratelimits import RateLimits, read_rate_limits
 
 
@@ -135,6 +148,18 @@ class OpenAIBackend:
             raise error
         yield StreamChunk(len(parts), tail, finish_reason=finish, usage=usage,
                           result=build_result(request, partial, usage, model))
+
+    def tokens_charged(self, request: AIRequest) -> int:
+        """What a call counts against a tokens-per-minute limit before it runs (read by the
+        processor's shared limiter): the prompt, estimated, plus the most the answer may
+        take (its max_tokens, else 1024). A request that cannot be sent counts 1."""
+        try:
+            messages = chat_messages(request, self.settings.system_prompt)
+            options = request_options(request.request_data, self.settings.max_tokens, None)
+        except BadRequestError:
+            return 1
+        cap: int = options.get("max_tokens", DEFAULT_CHARGED_OUTPUT_TOKENS)
+        return estimate_tokens(messages) + cap
 
     def _call_kwargs(self, request: AIRequest, *, stream: bool) -> dict[str, Any]:
         s = self.settings
