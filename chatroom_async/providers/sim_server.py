@@ -143,10 +143,15 @@ class SimServer:
         self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
         return self.base_url
 
-    async def stop(self) -> None:
-        """Cancel the calls in progress, stop serving and close the socket."""
+    def cancel_calls(self) -> None:
+        """End the calls in progress now: each gets a 503 "shutting down" (or is cut, if its
+        answer had begun), as when a provider restarts."""
         for task in list(self._work):
             task.cancel()
+
+    async def stop(self) -> None:
+        """Cancel the calls in progress, stop serving and close the socket."""
+        self.cancel_calls()
         if self._server is not None and self._serving is not None:
             self._server.should_exit = True
             try:
