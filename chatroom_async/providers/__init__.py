@@ -2,7 +2,8 @@
 
 - `OpenAIBackend` (`openai_backend`): any OpenAI-compatible chat API (Zhipu GLM, OpenAI,
   DeepSeek, vLLM, Ollama) through the official `openai` SDK; `OpenAISettings` (`config`)
-  says where and how; `errors` maps provider answers onto the package's error tree.
+  says where and how; `errors` maps provider answers onto the package's error tree;
+  `RateLimits` (`ratelimits`) is what an answer's `x-ratelimit-*` headers announced.
 - `SimServer` (`sim_server`): `SimulatedAIBackend` as an OpenAI-compatible HTTP API on
   loopback (`chatroom-async sim-server`).
 
@@ -23,6 +24,7 @@ _WHERE = {
     "ProviderConfigError": "config",
     "ProviderAuthError": "errors",
     "QuotaExceededError": "errors",
+    "RateLimits": "ratelimits",
     "SimServer": "sim_server",
 }
 

@@ -107,14 +107,20 @@ def run_sim_server(args: argparse.Namespace) -> int:
         _fail(f"cannot listen on {args.host}:{args.port}: {exc}")
     print(f"sim-server: profile {args.profile}, model {backend.settings.model}, seed "
           f"{args.seed}, serving {server.base_url} (Ctrl-C stops)", flush=True)
-    asyncio.run(_serve_until_signal(server.uvicorn_server(log_level=args.log_level,
-                                                          configure_logging=True), sock))
+    asyncio.run(_serve_until_signal(server, sock, args.log_level))
     return 0
 
 
-async def _serve_until_signal(server: Any, sock: Any) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully (exit status 0)."""
+async def _serve_until_signal(sim: Any, sock: Any, log_level: str) -> None:
+    """Serve until SIGINT or SIGTERM; then the calls in progress get a 503 and the server
+    shuts down (exit status 0)."""
+    server = sim.uvicorn_server(log_level=log_level, configure_logging=True)
+
+    def stop() -> None:
+        sim.cancel_calls()
+        server.should_exit = True
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, setattr, server, "should_exit", True)
+        loop.add_signal_handler(sig, stop)
     await server.serve(sockets=[sock])

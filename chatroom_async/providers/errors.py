@@ -119,14 +119,14 @@ def status_error(status: int, body: object, header: HeaderGetter, *,
         return ContentFilterError(said, code=code, status=status)
     if code in _CONTEXT_CODES or (status in (400, 413, 422) and _CONTEXT_WORDS.search(message)):
         return ContextTooLongError(said, code=code, status=status)
+    if status in (503, 529) or code in _OVERLOAD_CODES:  # Zhipu sends 1305 with a 429 too
+        return OverloadedError(said, code=code, status=status,
+                               retry_after=retry_after_s(header))
     if status == 429:
         if code in _QUOTA_CODES:
             return QuotaExceededError(f"quota exhausted: {said}; check the plan or balance",
                                       code=code, status=status)
         return RateLimitError(said, code=code, status=status, retry_after=retry_after_s(header))
-    if status in (503, 529) or code in _OVERLOAD_CODES:
-        return OverloadedError(said, code=code, status=status,
-                               retry_after=retry_after_s(header))
     if status >= 500 or status in (408, 409):
         return ServerError(said, code=code or str(status), status=status)
     return BadRequestError(f"the provider refused the request: {said}", code=code,

@@ -7,6 +7,7 @@ package's `BadRequestError` (permanent: another attempt would fail the same way)
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,9 @@ SUMMARY_PROMPT = ("Summarize the user's text in two to four short sentences, in 
                   "language of the text. Reply with the summary only.")
 TRANSLATION_PROMPT = ("Translate the user's text into the language whose code is "
                       "{target}{source}. Reply with the translation only.")
+
+#: The output a TPM limit is charged for when a call sets no max_tokens.
+DEFAULT_CHARGED_OUTPUT_TOKENS = 1024
 
 _ROLES = frozenset({"system", "user", "assistant"})
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -93,6 +97,18 @@ def build_result(request: AIRequest, text: str, usage: Mapping[str, int] | None,
         source = "zh" if _HAN.search(str(data.get("text", ""))) else "en"
     return {"translated_text": text, "source_language": source,
             "target_language": data.get("target_language"), "confidence": None, **common}
+
+
+def estimate_tokens(messages: list[dict[str, str]]) -> int:
+    """A rough prompt size: ~0.6 token per Chinese character, ~0.25 per other non-space
+    character, 4 per message and 2 for the reply (no tokenizer of every model is at hand)."""
+    total = 2
+    for message in messages:
+        text = message["content"]
+        han = len(_HAN.findall(text))
+        others = len("".join(text.split())) - han
+        total += 4 + math.ceil(0.6 * han + 0.25 * others)
+    return total
 
 
 def key_points(text: str, limit: int = 3) -> list[str]:

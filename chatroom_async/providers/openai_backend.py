@@ -9,17 +9,33 @@ own retries are off (`max_retries=0`): the processor decides what to retry, when
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, Self
+import inspect
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Self, cast
 
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from chatroom_async import AIError, AIRequest, AITimeoutError, ServerError, StreamChunk
+from chatroom_async import (
+    AIError,
+    AIRequest,
+    AITimeoutError,
+    BadRequestError,
+    ServerError,
+    StreamChunk,
+)
 
 from .config import OpenAISettings
-from .errors import finish_error, status_error, stream_error
-from .mapping import build_result, chat_messages, request_options
+from .errors import finish_error, retry_after_s, status_error, stream_error
+from .mapping import (
+    DEFAULT_CHARGED_OUTPUT_TOKENS,
+    build_result,
+    chat_messages,
+    estimate_tokens,
+    request_options,
+)
+from .ratelimits import RateLimits, read_rate_limits
 
 
 class OpenAIBackend:
@@ -30,6 +46,10 @@ class OpenAIBackend:
             keyword arguments instead.
         client: an `AsyncOpenAI` to use as is (its retries are then yours to turn off);
             by default one is made from the settings, with `max_retries=0`.
+        on_rate_limits: called with the `RateLimits` of every answer that carries
+            `x-ratelimit-*` or `Retry-After` headers (a limiter shared by workers can pace
+            itself by them); it must be quick and must not raise. The latest is also kept
+            in `rate_limits`.
         **fields: `OpenAISettings` fields, when `settings` is not given.
 
     Raises:
@@ -40,7 +60,9 @@ class OpenAIBackend:
     """
 
     def __init__(self, settings: OpenAISettings | None = None, *,
-                 client: AsyncOpenAI | None = None, **fields: Any) -> None:
+                 client: AsyncOpenAI | None = None,
+                 on_rate_limits: Callable[[RateLimits], None] | None = None,
+                 **fields: Any) -> None:
         self.settings = settings if settings is not None else OpenAISettings(**fields)
         s = self.settings
         self._owns_client = client is None
@@ -49,6 +71,8 @@ class OpenAIBackend:
             timeout=openai.Timeout(s.timeout_s, connect=s.connect_timeout_s),
             default_headers=dict(s.extra_headers) if s.extra_headers else None)
         self.calls = 0
+        self.rate_limits: RateLimits | None = None
+        self.on_rate_limits = on_rate_limits
 
     @classmethod
     def from_env(cls, **overrides: Any) -> OpenAIBackend:
@@ -71,7 +95,9 @@ class OpenAIBackend:
         kwargs = self._call_kwargs(request, stream=False)
         self.calls += 1
         try:
-            completion = await self._client.chat.completions.create(**kwargs)
+            raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+            self._saw(raw.headers.get)
+            completion = cast(ChatCompletion, await _parsed(raw))
         except openai.OpenAIError as exc:
             raise self._mapped(exc) from None
         if not completion.choices:
@@ -93,7 +119,9 @@ class OpenAIBackend:
         kwargs = self._call_kwargs(request, stream=True)
         self.calls += 1
         try:
-            sdk_stream = await self._client.chat.completions.create(**kwargs)
+            raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+            self._saw(raw.headers.get)
+            sdk_stream = cast(AsyncStream[ChatCompletionChunk], await _parsed(raw))
         except openai.OpenAIError as exc:
             raise self._mapped(exc) from None
         parts: list[str] = []
@@ -121,6 +149,18 @@ class OpenAIBackend:
         yield StreamChunk(len(parts), tail, finish_reason=finish, usage=usage,
                           result=build_result(request, partial, usage, model))
 
+    def tokens_charged(self, request: AIRequest) -> int:
+        """What a call counts against a tokens-per-minute limit before it runs (read by the
+        processor's shared limiter): the prompt, estimated, plus the most the answer may
+        take (its max_tokens, else 1024). A request that cannot be sent counts 1."""
+        try:
+            messages = chat_messages(request, self.settings.system_prompt)
+            options = request_options(request.request_data, self.settings.max_tokens, None)
+        except BadRequestError:
+            return 1
+        cap: int = options.get("max_tokens", DEFAULT_CHARGED_OUTPUT_TOKENS)
+        return estimate_tokens(messages) + cap
+
     def _call_kwargs(self, request: AIRequest, *, stream: bool) -> dict[str, Any]:
         s = self.settings
         kwargs: dict[str, Any] = {
@@ -137,11 +177,20 @@ class OpenAIBackend:
                                        "X-Chatroom-Attempt": str(request.attempt)}
         return kwargs
 
+    def _saw(self, header: Callable[[str], str | None]) -> None:
+        """Keep (and announce) the rate-limit headers of an answer, if it has any."""
+        limits = read_rate_limits(header, retry_after_s(header))
+        if limits is not None:
+            self.rate_limits = limits
+            if self.on_rate_limits is not None:
+                self.on_rate_limits(limits)
+
     def _mapped(self, exc: openai.OpenAIError, *, partial: str | None = None,
                 chunks: int = 0) -> AIError:
         """The package error for an SDK exception; `partial` is set inside a stream."""
         key = self.settings.api_key
         if isinstance(exc, openai.APIStatusError):
+            self._saw(exc.response.headers.get)
             return status_error(exc.status_code, exc.body, exc.response.headers.get,
                                 api_key=key)
         if partial is not None and isinstance(exc, openai.APIError):
@@ -159,6 +208,13 @@ class OpenAIBackend:
         if isinstance(exc, openai.APIError) and exc.body is not None:
             return stream_error(exc.body, "", 0, api_key=key)
         return ServerError(f"{type(exc).__name__}: {exc}", code="sdk")
+
+
+async def _parsed(raw: Any) -> Any:
+    """The parsed body of a raw response: `parse()` is plain in the SDK's raw-response
+    wrapper and a coroutine in its streaming one."""
+    parsed = raw.parse()
+    return await parsed if inspect.isawaitable(parsed) else parsed
 
 
 def _usage(usage: Any) -> dict[str, int] | None:

@@ -98,10 +98,10 @@ class ChatEndpoint:
         answer = _Answer(self.server, call, record, send, extra)
         work = asyncio.create_task(answer.run())
         gone = asyncio.create_task(_disconnected(receive))
-        await asyncio.sleep(0)  # the call's first step (its admission) runs, then waiters hear
-        await self.server.note()
         with self.server.tracking(work):
             try:
+                await asyncio.sleep(0)  # the call's first step (its admission) runs first
+                await self.server.note()  # then waiters hear that it started
                 await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 gone.cancel()

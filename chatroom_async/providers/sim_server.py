@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import socket
@@ -86,9 +87,7 @@ class SimServer:
 
     def stats(self) -> dict[str, Any]:
         """The server's counters and the simulator's (`SimStats`) as one JSON-ready dict."""
-        sim = self.backend.stats()
-        return {"server": dict(self.counts),
-                "backend": {name: getattr(sim, name) for name in sim.__slots__}}
+        return {"server": dict(self.counts), "backend": dataclasses.asdict(self.backend.stats())}
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Wait until `predicate()` holds; it is checked each time a call starts (once the
@@ -144,10 +143,15 @@ class SimServer:
         self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
         return self.base_url
 
-    async def stop(self) -> None:
-        """Cancel the calls in progress, stop serving and close the socket."""
+    def cancel_calls(self) -> None:
+        """End the calls in progress now: each gets a 503 "shutting down" (or is cut, if its
+        answer had begun), as when a provider restarts."""
         for task in list(self._work):
             task.cancel()
+
+    async def stop(self) -> None:
+        """Cancel the calls in progress, stop serving and close the socket."""
+        self.cancel_calls()
         if self._server is not None and self._serving is not None:
             self._server.should_exit = True
             try:

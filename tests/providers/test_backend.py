@@ -104,6 +104,10 @@ async def test_a_429_carries_retry_after_and_the_rate_limit_headers() -> None:
             await backend.complete(request(task_id="t2"))
     assert caught.value.code == "1303"
     assert 59.0 < caught.value.retry_after <= 60.0  # one request a minute: the bucket refills
+    limits = backend.rate_limits  # the 429's headers, as the backend last saw them
+    assert limits is not None and limits.limit_requests == 1 and limits.limit_concurrency is None
+    assert limits.retry_after_s == caught.value.retry_after
+    assert limits.reset_requests_s == pytest.approx(caught.value.retry_after, abs=0.001)
 
 
 async def test_a_blocked_prompt_is_a_content_filter_error() -> None:

@@ -29,6 +29,7 @@ from chatroom_async.providers.errors import (
     stream_error,
 )
 from chatroom_async.providers.mapping import build_result, chat_messages, key_points
+from chatroom_async.providers.ratelimits import RateLimits, duration_s, read_rate_limits
 
 
 def headers(**values: str) -> Callable[[str], str | None]:
@@ -49,6 +50,7 @@ def openai_body(message: str, code: str | None = None) -> dict[str, object]:
     (503, openai_body("The engine is currently overloaded"), OverloadedError, True),
     (529, "overloaded", OverloadedError, True),
     (500, {"error": {"code": "1305", "message": "访问量过大"}}, OverloadedError, True),
+    (429, {"error": {"code": "1305", "message": "访问量过大"}}, OverloadedError, True),
     (500, openai_body("internal"), ServerError, True),
     (502, "<html>bad gateway</html>", ServerError, True),
     (408, openai_body("request timeout"), ServerError, True),
@@ -156,3 +158,17 @@ def test_results_and_key_points() -> None:
     assert bare["usage"] is None and bare["tokens_used"] is None
     assert key_points("第一句。第二句！Third one. Fourth? 第一句。") == ["第一句。", "第二句！",
                                                                       "Third one."]
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [
+    ("1s", 1.0), ("6m0s", 360.0), ("1h2m3.5s", 3723.5), ("20ms", 0.02), ("0.5", 0.5),
+    ("7", 7.0), ("soon", None), ("1s later", None), ("-1", None), (None, None),
+])
+def test_rate_limit_durations(raw: str | None, seconds: float | None) -> None:
+    assert duration_s(raw) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_rate_limit_snapshots() -> None:
+    assert read_rate_limits(headers()) is None
+    got = read_rate_limits(headers(x_ratelimit_limit_concurrency="5"), retry_after_s=1.5)
+    assert got == RateLimits(limit_concurrency=5, retry_after_s=1.5)

@@ -14,9 +14,11 @@ pytest.importorskip("openai")
 pytest.importorskip("uvicorn")
 
 from chatroom_async import AsyncAIProcessor, ProcessorSettings, RetryPolicy  # noqa: E402
+from chatroom_async.settings import ProviderLimits  # noqa: E402
 from chatroom_async.simulated import PROFILES  # noqa: E402
 from tests.conftest import wait_until  # noqa: E402
 from tests.providers.helpers import backend_for, serving  # noqa: E402
+from tests.providers.helpers import request as request_for  # noqa: E402
 
 REQUESTS = [lambda i: ("chat_completion", {"message": f"问题 {i}"}),
             lambda i: ("content_summary", {"content": f"一段内容 {i} " * 5}),
@@ -89,9 +91,23 @@ async def test_a_flaky_run_of_300_tasks_ends_with_every_task_terminal() -> None:
     assert stats["total_tasks"] == 300 == sum(counts.values())
     assert (stats["completed_tasks"], stats["failed_tasks"], stats["cancelled_tasks"]) == (
         counts["completed"], counts["failed"], counts["cancelled"])
-    assert counts["completed"] > 200 and counts["failed"] > 0 and counts["cancelled"] >= 1
+    assert counts["completed"] > 180 and counts["failed"] > 0 and counts["cancelled"] >= 1
     assert stats["retried_tasks"] > 20 and sum(sim.errors.values()) > 20
     # one HTTP call per attempt: the SDK retried nothing behind the processor's back
     calls = len(server.records)
     assert starts[0] - counts["cancelled"] <= calls <= starts[0]
-    assert sim.in_flight == 0 and server.counts["running"] == 0
+    assert sim.in_flight == 0 and all(r.outcome != "running" for r in server.records)
+
+
+async def test_the_shared_provider_limiter_keeps_calls_under_the_concurrency_limit() -> None:
+    slow = {"simulate_latency": True, "ttft_p50_s": 0.02, "ttft_p99_s": 0.05,
+            "output_tps_p50": 500.0, "output_tokens_p50": 20.0, "max_concurrency": 2}
+    async with serving(**slow) as server, backend_for(server) as backend:
+        assert backend.tokens_charged(request_for(message="你好", max_tokens=100)) > 100
+        async with processor(backend, workers=8, provider_limits=ProviderLimits(
+                max_concurrency=2, tpm=1_000_000)) as p:
+            ids = [await p.submit_task(1, "chat_completion", {"message": f"问 {i}"})
+                   for i in range(12)]
+            finals = [await p.wait_for_task(task_id, timeout=60) for task_id in ids]
+    assert [f["status"] for f in finals] == ["completed"] * 12
+    assert server.counts["status_429"] == 0 and server.backend.stats().peak_in_flight == 2
