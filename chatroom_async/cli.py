@@ -196,8 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_options(w)
     g = w.add_argument_group("the provider's limits, shared by every worker of the namespace "
                              "(docs/providers.md): each call waits its turn instead of a 429")
-    g.add_argument("--provider-rpm", type=cli_errors.positive_float, help="requests per minute (default: none)")
-    g.add_argument("--provider-tpm", type=cli_errors.positive_float, help="tokens per minute (default: none)")
+    g.add_argument("--provider-rpm", type=cli_errors.per_minute,
+                   help="requests per minute (default: none)")
+    g.add_argument("--provider-tpm", type=cli_errors.per_minute,
+                   help="tokens per minute (default: none)")
     g.add_argument("--provider-concurrency", type=cli_errors.positive_int,
                    help="calls in flight at once (default: none)")
     s = command("submit", "submit one request")

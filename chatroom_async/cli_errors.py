@@ -91,6 +91,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def per_minute(text: str) -> float:
+    value = float(_number(text, float))
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number per minute > 0, got {text!r}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     value = float(_number(text, float))
     if not 0 <= value < float("inf"):

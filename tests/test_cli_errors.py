@@ -52,6 +52,8 @@ def one_line(err: str) -> str:
     (["worker", "--concurrency", "-1"], "must be an integer >= 1"),
     (["worker", "--concurrency", "many"], "must be an integer"),
     (["worker", "--lease", "0"], "must be a number of seconds > 0"),
+    (["worker", "--provider-rpm", "-3"], "must be a number per minute > 0"),
+    (["worker", "--provider-concurrency", "0"], "must be an integer >= 1"),
     (["worker", "--drain", "-1"], "must be a number of seconds > 0"),
     (["submit", "--wait", "nan"], "must be a number of seconds >= 0"),
     (["status", "x", "--redis-url", "http://example.com"], "is not a Redis URL"),
