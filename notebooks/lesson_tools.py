@@ -23,8 +23,8 @@ except ImportError:  # pragma: no cover - after the package moved it under `simu
 
 T = TypeVar("T")
 
-__all__ = ["CallLog", "FreezableClock", "fresh_redis", "grouped_bars", "hanging_backend", "now",
-           "sleeping_backend", "virtual"]
+__all__ = ["CallLog", "EventLog", "FreezableClock", "fresh_redis", "grouped_bars",
+           "hanging_backend", "now", "scripted_backend", "sleeping_backend", "virtual"]
 
 
 async def virtual(main: Callable[[], Awaitable[T]]) -> T:
@@ -141,3 +141,43 @@ def grouped_bars(ax: Any, data: dict[str, dict[str, float]], ylabel: str,
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
+
+
+class EventLog:
+    """Records a processor's lifecycle events: `(time, event, task_id, retry_count, error_type)`.
+
+    Attach it before `start()`; time is the loop's clock (virtual seconds inside `virtual`).
+    """
+
+    EVENTS = ("task_started", "task_retrying", "task_completed", "task_failed",
+              "task_cancelled")
+
+    def __init__(self, processor: Any, label: str = "") -> None:
+        self.rows: list[tuple[float, str, str, int, str | None]] = []
+        self.label = label
+        for event in self.EVENTS:
+            processor.add_callback(event, self._recorder(event))
+
+    def _recorder(self, event: str) -> Callable[[Any], None]:
+        def record(task: Any) -> None:
+            self.rows.append((round(now(), 3), event.removeprefix("task_"), task.task_id,
+                              task.retry_count, task.error_type))
+        return record
+
+    def show(self) -> None:
+        """Print the rows as a small table."""
+        for t, event, task_id, retries, error in self.rows:
+            print(f"t={t:7.2f}s  {task_id:10} {event:10} retries={retries}  {error or ''}")
+
+
+def scripted_backend(script: dict[str, list[Any]], seconds: float = 1.0) -> FunctionBackend:
+    """A backend that plays a script per task id: attempt n takes `seconds`, then raises
+    `script[task_id][n-1]` if it is an exception, else answers. Unscripted tasks answer."""
+    async def answer(request: AIRequest) -> dict[str, Any]:
+        await asyncio.sleep(seconds)
+        steps = script.get(request.task_id, [])
+        step = steps[min(request.attempt, len(steps)) - 1] if steps else "ok"
+        if isinstance(step, BaseException):
+            raise step
+        return reply(request)
+    return FunctionBackend(answer)
