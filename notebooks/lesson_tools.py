@@ -69,7 +69,8 @@ class FreezableClock(LoopClock):
 
 def reply(request: AIRequest) -> dict[str, Any]:
     """A small, deterministic answer."""
-    return {"response": f"回复 {request.task_id}", "tokens_used": 10, "model": "sleepy"}
+    text = request.request_data.get("message", request.task_id)
+    return {"response": f"回复: {text}", "tokens_used": 10, "model": "sleepy"}
 
 
 def sleeping_backend(seconds: float | Callable[[AIRequest], float],
