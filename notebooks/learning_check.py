@@ -13,6 +13,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from lesson_tools import fresh_redis, now, reply, sleeping_backend, virtual
+
 from chatroom_async import (
     AIError,
     AITimeoutError,
@@ -29,7 +31,6 @@ from chatroom_async import (
     StreamInterruptedError,
     simulate_async,
 )
-from lesson_tools import fresh_redis, now, reply, sleeping_backend, virtual
 
 ITEMS = ("1 异步的重要性", "2 设计任务队列", "3 并发调用与结果处理", "4 状态与错误处理",
          "5 性能优化", "6 实践练习")
@@ -88,13 +89,14 @@ def check_prediction(guess_sync: float | None, guess_async: float | None,
     close = [abs(g - m) <= 0.2 * m for g, m in ((guess_sync, measured["sync"]),
                                                (guess_async, measured["async"]))]
     if all(close):
-        return _mark("1", True, f"预测准确：同步 {measured['sync']}/s，异步 {measured['async']}/s。")
+        return _mark("1", True, f"预测准确：同步 {measured['sync']}/s，"
+                     f"异步 {measured['async']}/s。")
     return _mark("1", False, f"实测：同步 {measured['sync']}/s，异步 {measured['async']}/s。"
                  "想一想：阻塞的调用让整个事件循环停住，10 个工人其实一次只能做 1 件事。")
 
 
 # -- 2 ------------------------------------------------------------------------------------
-LOAD = {"tasks": 400, "rate": 4.0, "failure_rate": 0.0, "seed": 5,
+LOAD: dict[str, Any] = {"tasks": 400, "rate": 4.0, "failure_rate": 0.0, "seed": 5,
         "backend": {"max_concurrency": 20}}
 TARGET_P95_S = 8.0
 
@@ -109,9 +111,10 @@ async def check_design(max_workers: int | None) -> None:
     text = f"max_workers={max_workers}：p95 {p95:.1f} s，失败 {failed} 个，429 {rejected} 次。"
     if p95 <= TARGET_P95_S and failed == 0 and rejected == 0:
         return _mark("2", True, text + "达标。")
-    hint = ("工人太多：超过服务商的并发限制，多出来的调用只换来 429（见 04 笔记本第 3 节）。"
-            if rejected else "工人太少：用利特尔法则算一算需要同时工作的工人数（见 04 笔记本第 1 节），"
-            "再留出余量。")
+    too_many = "工人太多：超过服务商的并发限制，多出来的调用只换来 429（见 04 笔记本第 3 节）。"
+    too_few = ("工人太少：用利特尔法则算一算需要同时工作的工人数（见 04 笔记本第 1 节），"
+               "再留出余量。")
+    hint = too_many if rejected else too_few
     return _mark("2", False, text + hint)
 
 
@@ -181,7 +184,7 @@ def check_classification(answers: dict[str, bool | None]) -> None:
 
 
 # -- 5 ------------------------------------------------------------------------------------
-CURVE_LOAD = {"tasks": 300, "rate": 5.0, "failure_rate": 0.0, "seed": 3}
+CURVE_LOAD: dict[str, Any] = {"tasks": 300, "rate": 5.0, "failure_rate": 0.0, "seed": 3}
 
 
 _knee_curve: dict[int, float] = {}

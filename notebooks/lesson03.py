@@ -12,6 +12,15 @@ import asyncio
 import random
 from typing import Any
 
+from lesson_tools import (
+    CallLog,
+    FreezableClock,
+    fresh_redis,
+    hanging_backend,
+    sleeping_backend,
+)
+from sample_processor import ChapterProcessor, Trace
+
 from chatroom_async import (
     AsyncAIProcessor,
     LoopClock,
@@ -20,9 +29,6 @@ from chatroom_async import (
     SimulatedAIBackend,
     TaskPriority,
 )
-from lesson_tools import CallLog, FreezableClock, fresh_redis, hanging_backend, now, \
-    sleeping_backend
-from sample_processor import ChapterProcessor, Trace
 
 PRIORITIES = (TaskPriority.LOW, TaskPriority.NORMAL, TaskPriority.HIGH, TaskPriority.URGENT)
 MSG = {"message": "你好"}
@@ -32,7 +38,8 @@ def _build(kind: str, redis: Any, backend: Any, workers: int, **kwargs: Any) -> 
     if kind == "chapter":
         return ChapterProcessor(redis, backend, workers, trace=kwargs.get("trace"))
     return AsyncAIProcessor(redis=redis, max_workers=workers, backend=backend, seed=1,
-                            settings=kwargs.get("settings"), clock=kwargs.get("clock") or LoopClock())
+                            settings=kwargs.get("settings"),
+                            clock=kwargs.get("clock") or LoopClock())
 
 
 async def _stop(p: Any) -> None:

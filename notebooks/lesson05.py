@@ -8,6 +8,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from lesson_tools import (
+    CallLog,
+    EventLog,
+    FreezableClock,
+    fresh_redis,
+    hanging_backend,
+    sleeping_backend,
+)
+
 from chatroom_async import (
     AsyncAIProcessor,
     LoopClock,
@@ -15,8 +24,6 @@ from chatroom_async import (
     RetryPolicy,
     SimulatedAIBackend,
 )
-from lesson_tools import CallLog, EventLog, FreezableClock, fresh_redis, hanging_backend, \
-    sleeping_backend
 
 MSG = {"message": "你好"}
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from chatroom_async import AsyncAIProcessor, LoopClock, ProcessorSettings, SimulatedAIBackend
 from lesson_tools import EventLog, fresh_redis, now
+
+from chatroom_async import AsyncAIProcessor, LoopClock, ProcessorSettings, SimulatedAIBackend
 
 
 def setup(workers: int = 2, **settings: Any) -> tuple[AsyncAIProcessor, SimulatedAIBackend]:
@@ -24,8 +25,8 @@ async def stream_demo(message: str = "用三句话介绍一下异步处理") -> 
     """One streamed task: each progress event's time, index and text; start and end."""
     p, _ = setup()
     chunks: list[tuple[float, int, str]] = []
-    p.add_callback("task_progress",
-                   lambda t: chunks.append((now(), t.progress["index"], t.progress["text"])))
+    p.add_callback("task_progress", lambda t: chunks.append(
+        (now(), (t.progress or {})["index"], (t.progress or {})["text"])))
     log = EventLog(p)
     await p.start()
     task_id = await p.submit_task(1, "chat_completion", {"message": message}, task_id="s-1")

@@ -15,11 +15,7 @@ import fakeredis
 from redis.asyncio import Redis
 
 from chatroom_async import AIRequest, FunctionBackend, LoopClock
-
-try:  # the virtual-time runner: `chatroom_async.vtime` (kept tolerant of the package's moves)
-    from chatroom_async.vtime import run_virtual_async
-except ImportError:  # pragma: no cover - after the package moved it under `simulation`
-    from chatroom_async.simulation import run_virtual_async  # type: ignore[attr-defined,no-redef]
+from chatroom_async.simulation import run_virtual_async
 
 T = TypeVar("T")
 
