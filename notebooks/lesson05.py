@@ -18,7 +18,9 @@ from lesson_tools import (
 )
 
 from chatroom_async import (
+    AIRequest,
     AsyncAIProcessor,
+    FunctionBackend,
     LoopClock,
     ProcessorSettings,
     RetryPolicy,
@@ -111,3 +113,31 @@ async def crash_and_recover(lease_s: float = 6.0) -> tuple[EventLog, EventLog, d
     await b.stop(drain_timeout_s=0)
     await a.stop(drain_timeout_s=0)
     return log_a, log_b, {"final": final, "reclaimed": stats["reclaimed_tasks"]}
+
+
+async def poison_task(lease_s: float = 3.0, processes: int = 4) -> dict[str, Any]:
+    """A task that kills every process that runs it ("poison"). A new process starts after
+    each death. Returns the task's final record as the last process sees it, and the dead
+    letters."""
+    redis, procs = fresh_redis(), []
+    for i in range(processes):
+        clock = FreezableClock()
+
+        async def answer(request: AIRequest, clock: FreezableClock = clock) -> dict[str, Any]:
+            clock.freeze()        # running this task kills the process
+            await clock.sleep(0)  # so this never returns
+            raise AssertionError("unreachable")
+
+        p = processor(FunctionBackend(answer), workers=1, redis=redis, clock=clock,
+                      lease_s=lease_s, max_idle_wait_s=1.0)
+        await p.start()
+        procs.append(p)
+        if i == 0:
+            await p.submit_task(1, "chat_completion", MSG, max_retries=0, task_id="poison")
+        await asyncio.sleep(lease_s + 1.0)  # it dies at once; its lease runs out
+    final = await procs[-1].get_task_status("poison") or {}
+    dead = await procs[-1].dead_letters()
+    for p in reversed(procs):
+        await p.stop(drain_timeout_s=0)
+    return {"status": final.get("status"), "deliveries": final.get("deliveries"),
+            "error_type": final.get("error_type"), "dead_letters": dead}
