@@ -36,7 +36,7 @@ from .events import EVENT_TYPES
 from .processor import AsyncAIProcessor
 from .retry import RetryPolicy
 from .scheduler import PriorityScheduler, Scheduler
-from .settings import ProcessorSettings
+from .settings import ProcessorSettings, ProviderLimits
 from .simulated import SimSettings, SimulatedAIBackend
 from .simulation import SimulationConfig, SimulationReport, simulate, simulate_async
 from .task import AITask, TaskPriority, TaskStatus
@@ -66,6 +66,7 @@ __all__ = [
     "PriorityScheduler",
     "ProcessorError",
     "ProcessorSettings",
+    "ProviderLimits",
     "RateLimitError",
     "RetryableAIError",
     "RetryPolicy",
