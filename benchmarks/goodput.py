@@ -131,8 +131,9 @@ async def run_queue(mode: str, base: str, redis_url: str, plan: list[float]) -> 
     await client.start()
     try:
         if mode == "shared":  # the limiter saw the warm-up burst too: its bucket is empty
+            # (its request bucket is full again a minute from now: empty now)
             await client.redis.hset(f"{ns}:provider",  # type: ignore[union-attr]
-                                    mapping={"r_level": 0, "r_stamp": repr(time.time())})
+                                    "r_tat", repr(time.time() + 60.0))
         await client.hear_others()
         return await _feed(client, plan)
     finally:

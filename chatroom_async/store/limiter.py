@@ -1,10 +1,11 @@
 """The provider's limits, shared through Redis by every worker of a namespace.
 
-One script (`lua/limit.lua`) decides atomically whether a call may go now; this module only
-waits as it says: for the buckets to refill (a timed wait of exactly the shortfall), or for
-a call slot (a blocking pop on a list that every release pushes to, so a freed slot wakes a
-waiting worker at once; no polling). One blocking pop per process serves all of that
-process's waiting calls, first come first served.
+One script (`lua/limit.lua`) decides atomically when a call may go; this module only waits
+as it says: for its reserved turn at the rates (a timed wait of exactly that long; turns are
+handed out in the order they are asked for), or for a call slot (a blocking pop on a list
+that every release pushes to, so a freed slot wakes a waiting worker at once; no polling).
+One blocking pop per process serves all of that process's waiting calls, first come first
+served.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .queue import SOURCES
 
 log = logging.getLogger("chatroom_async.worker")
 
-_GRANTED, _RATE, _SLOTS = 0, 1, 2
+_GRANTED, _PAUSED, _SLOTS = 0, 1, 2
 # The longest single blocking pop of the slot listener: it ends this long after the last
 # local waiter left, and a wait is re-checked against the script at least this often.
 _LISTEN_S = 1.0
@@ -50,17 +51,31 @@ class ProviderLimiter:
 
     async def acquire(self, call_id: str, tokens: int) -> None:
         """Return once a call of `tokens` tokens may go; it then holds a call slot until
-        `release(call_id)` (or its lease runs out)."""
+        `release(call_id)` (or its lease runs out).
+
+        First its turn at the rates: the script gives it a place in line and the wait until
+        then, which it sleeps (callers go in the order they asked). Then a call slot: taken
+        at once if one is free, else waited for (a release anywhere wakes a waiter).
+        """
         lim = self.limits
+        while lim.rpm or lim.tpm:
+            kind, wait = await self._script(keys=self._keys, args=[
+                "reserve", repr(self.clock.now()), tokens, lim.rpm or 0, lim.tpm or 0])
+            seconds = float(wait)
+            if seconds > 0:
+                self.waits += 1
+                await self.clock.sleep(seconds)
+            if int(kind) == _GRANTED:
+                break  # paused: ask again once the pause is over
         while True:
             kind, wait = await self._script(keys=self._keys, args=[
-                "acquire", repr(self.clock.now()), call_id, tokens, lim.rpm or 0, lim.tpm or 0,
-                lim.max_concurrency or 0, repr(lim.call_lease_s)])
+                "slot", repr(self.clock.now()), call_id, lim.max_concurrency or 0,
+                repr(lim.call_lease_s)])
             if int(kind) == _GRANTED:
                 return
             self.waits += 1
             seconds = max(0.001, float(wait))
-            if int(kind) == _RATE:
+            if int(kind) == _PAUSED:
                 await self.clock.sleep(seconds)
             else:
                 await self._slot_freed(min(seconds, _LISTEN_S))
@@ -68,8 +83,7 @@ class ProviderLimiter:
     async def release(self, call_id: str) -> None:
         """The call ended: free its slot (and wake a worker waiting for one)."""
         await self._script(keys=self._keys, args=[
-            "release", repr(self.clock.now()), call_id, 0, self.limits.tpm or 0,
-            self.limits.max_concurrency or 0])
+            "release", repr(self.clock.now()), call_id, self.limits.max_concurrency or 0])
         self._wake_one()  # a waiter of this process need not wait for the pop
 
     async def pause(self, seconds: float) -> None:
