@@ -78,6 +78,9 @@ class _Timed:
             except StopIteration as stop:
                 self._check(started)
                 return stop.value
+            except BaseException:
+                self._check(started)  # a step that blocked, then raised, is reported blocked
+                raise
             self._check(started)
             try:
                 to_send, to_throw = (yield yielded), None
@@ -240,6 +243,15 @@ async def wait_ended(client: RecordingClient, within_s: float, who: str = "客�
         kinds = [f.kind for f in client.frames[-3:]]
         raise GradingError(f"{who}在 {within_s:g} 秒内没有收到结束帧（done/error/cancelled）；"
                            f"最后几帧是 {kinds}") from None
+
+
+def surface(job: asyncio.Future[Any]) -> None:
+    """Raise what a finished background job raised if the student should read it as it is
+    (a blocked loop, a missing method), rather than a symptom of it."""
+    if job.done() and not job.cancelled():
+        exc = job.exception()
+        if isinstance(exc, (GradingError, NotImplementedError)):
+            raise exc
 
 
 async def close_quietly(handler: Any) -> None:

@@ -15,6 +15,7 @@ import os
 import selectors
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,6 @@ from .plugin import CHECK_LIMIT_S, FD_ENV, ROOT_ENV
 
 CHECKS_DIR = Path(__file__).parent / "checks"
 EXERCISES = {"streaming": "练习1 流式响应处理", "scheduling": "练习2 智能任务调度"}
-_KILL_MARGIN_S = 10.0  # beyond the in-process limit, before the runner kills the child
 _START_LIMIT_S = 60.0  # for the child to start and collect
 
 
@@ -55,6 +55,12 @@ def grade(exercises: list[str], impl: str, root: Path) -> Grading:
     return grading
 
 
+def _kill_after(limit_s: float) -> float:
+    """Real seconds a check may run before the runner kills its process: the in-process
+    limit plus a margin for the alarm's own message."""
+    return limit_s * 1.5 + 1.0
+
+
 def _run_child(args: list[str], impl: str, root: Path, grading: Grading) -> bool:
     """One pytest child; False if it had to be killed (a check outlived its limit)."""
     read_fd, write_fd = os.pipe()
@@ -63,40 +69,57 @@ def _run_child(args: list[str], impl: str, root: Path, grading: Grading) -> bool
            "-p", "no:unraisableexception", "-p", "no:asyncio", "-p", "no:timeout", "-p", "no:cov",
            "-p", "chatroom_async.grading.plugin", "-c", str(CHECKS_DIR / "pytest.ini"),
            "--rootdir", str(CHECKS_DIR), "--impl", impl]
+    log = tempfile.TemporaryFile()  # a file, not a pipe: pytest's output can be long
     child = subprocess.Popen(cmd, env=env, pass_fds=(write_fd,), cwd=str(root),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             stdout=log, stderr=subprocess.STDOUT)
     os.close(write_fd)
     killed = False
-    with os.fdopen(read_fd, encoding="utf-8") as events, selectors.DefaultSelector() as sel:
-        sel.register(events, selectors.EVENT_READ)
-        current: str | None = None
-        deadline = time.monotonic() + _START_LIMIT_S
-        while True:
-            if not sel.select(max(0.0, deadline - time.monotonic())):
+    current: str | None = None
+    deadline = time.monotonic() + _START_LIMIT_S
+    with selectors.DefaultSelector() as sel:
+        sel.register(read_fd, selectors.EVENT_READ)
+        for event in _events(read_fd, sel, lambda: deadline):
+            if event is None:  # out of time: the current check hangs
                 killed = True
                 break
-            line = events.readline()
-            if not line:
-                break
-            event = json.loads(line)
             if event["type"] == "collected" and not grading.checks:
                 grading.checks = event["checks"]
             elif event["type"] == "start":
                 current = event["id"]
-                deadline = time.monotonic() + float(event["limit_s"]) + _KILL_MARGIN_S
+                deadline = time.monotonic() + _kill_after(float(event["limit_s"]))
             elif event["type"] == "result":
                 grading.outcomes[event["id"]] = event
                 current, deadline = None, time.monotonic() + _START_LIMIT_S
-        if killed:
-            child.kill()
-            if current is not None:
-                grading.outcomes[current] = {
-                    "status": "timeout",
-                    "message": f"超过 {CHECK_LIMIT_S + _KILL_MARGIN_S:g} 秒仍未结束，评分进程被终止"
-                               "（代码卡死，或吞掉了超时信号）"}
-    output, _ = child.communicate()
-    grading.log.append(output.decode("utf-8", "replace"))
+    os.close(read_fd)
+    if killed:
+        child.kill()
+        if current is not None:
+            grading.outcomes[current] = {
+                "status": "timeout",
+                "message": f"超过 {_kill_after(CHECK_LIMIT_S):g} 秒仍未结束，评分进程被终止"
+                           "（代码卡死，或吞掉了超时信号）"}
+    child.wait()
+    log.seek(0)
+    grading.log.append(log.read().decode("utf-8", "replace"))
+    log.close()
     return not killed
+
+
+def _events(fd: int, sel: selectors.BaseSelector, deadline: Any) -> Any:
+    """The child's JSON events as they come (unbuffered reads, so that no line waits in a
+    buffer the selector cannot see); None when `deadline()` passes first; ends at EOF."""
+    pending = b""
+    while True:
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            yield json.loads(line)
+        if not sel.select(max(0.0, deadline() - time.monotonic())):
+            yield None
+            return
+        data = os.read(fd, 65536)
+        if not data:
+            return
+        pending += data
 
 
 # -- presenting --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from chatroom_async.grading.harness import (
     close_quietly,
     run_scenario,
     script,
+    surface,
     timed,
     wait_ended,
 )
@@ -220,6 +221,7 @@ def test_cancel(exercise: Any) -> None:
         cancelled_at = asyncio.get_running_loop().time()
         job.cancel()
         await asyncio.gather(job, return_exceptions=True)
+        surface(job)
         await wait_ended(client, 5.0)
         await close_quietly(handler)
         if not job.cancelled():
@@ -263,6 +265,8 @@ def test_resume(exercise: Any) -> None:
         stream = ScriptedStream(*script(60, 0.02))
         job = asyncio.ensure_future(drive(handler, "t-resume", stream))
         await asyncio.sleep(0.8)
+        if job.done():
+            job.result()  # what the handler raised, as it is
         if not a.frames:
             raise GradingError("断线前客户端一帧也没收到")
         b = RecordingClient()
