@@ -133,19 +133,25 @@ class ScheduledBackend:
 
 # -- loading the student's code ------------------------------------------------------------
 def find_root(start: Path | None = None) -> Path:
-    """The project folder holding `exercises/` and `solutions/`: the first found going up
-    from `start` (default: the working directory), else the package's own checkout.
+    """The project folder holding `exercises/` and `solutions/`.
+
+    Args:
+        start: that folder itself; None searches up from the working directory, then the
+            package's own checkout.
 
     Raises:
-        FileNotFoundError: neither has them.
+        FileNotFoundError: no such folder.
     """
-    here = (start or Path.cwd()).resolve()
-    package_checkout = Path(__file__).resolve().parents[2]
-    for folder in (here, *here.parents, package_checkout):
+    if start is not None:
+        folders = [start.resolve()]
+    else:
+        here = Path.cwd().resolve()
+        folders = [here, *here.parents, Path(__file__).resolve().parents[2]]
+    for folder in folders:
         if (folder / "exercises").is_dir() and (folder / "solutions").is_dir():
             return folder
-    raise FileNotFoundError(f"no folder with exercises/ and solutions/ above {here} "
-                            f"nor at {package_checkout}")
+    raise FileNotFoundError(f"no folder with exercises/ and solutions/ at "
+                            f"{' or '.join(str(f) for f in folders[:1] + folders[-1:])}")
 
 
 def load_exercise(name: str, impl: str | None = None, root: Path | None = None) -> ModuleType:
