@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ def grade(exercises: list[str], impl: str, root: Path) -> Grading:
         if finished or not grading.checks or not grading.pending():
             break
     for check_id in grading.pending():  # the child died before reaching these
-        grading.outcomes[check_id] = {"status": "error", "message": "评分进程意外退出，本项没有运行"}
+        grading.outcomes[check_id] = {"status": "error",
+                                      "message": "评分进程意外退出，本项没有运行"}
     return grading
 
 
@@ -75,10 +77,10 @@ def _run_child(args: list[str], impl: str, root: Path, grading: Grading) -> bool
     os.close(write_fd)
     killed = False
     current: str | None = None
-    deadline = time.monotonic() + _START_LIMIT_S
+    deadline = [time.monotonic() + _START_LIMIT_S]  # moved on by each event
     with selectors.DefaultSelector() as sel:
         sel.register(read_fd, selectors.EVENT_READ)
-        for event in _events(read_fd, sel, lambda: deadline):
+        for event in _events(read_fd, sel, deadline):
             if event is None:  # out of time: the current check hangs
                 killed = True
                 break
@@ -86,10 +88,10 @@ def _run_child(args: list[str], impl: str, root: Path, grading: Grading) -> bool
                 grading.checks = event["checks"]
             elif event["type"] == "start":
                 current = event["id"]
-                deadline = time.monotonic() + _kill_after(float(event["limit_s"]))
+                deadline[0] = time.monotonic() + _kill_after(float(event["limit_s"]))
             elif event["type"] == "result":
                 grading.outcomes[event["id"]] = event
-                current, deadline = None, time.monotonic() + _START_LIMIT_S
+                current, deadline[0] = None, time.monotonic() + _START_LIMIT_S
     os.close(read_fd)
     if killed:
         child.kill()
@@ -105,15 +107,16 @@ def _run_child(args: list[str], impl: str, root: Path, grading: Grading) -> bool
     return not killed
 
 
-def _events(fd: int, sel: selectors.BaseSelector, deadline: Any) -> Any:
+def _events(fd: int, sel: selectors.BaseSelector, deadline: list[float]
+            ) -> Iterator[dict[str, Any] | None]:
     """The child's JSON events as they come (unbuffered reads, so that no line waits in a
-    buffer the selector cannot see); None when `deadline()` passes first; ends at EOF."""
+    buffer the selector cannot see); None when `deadline[0]` passes first; ends at EOF."""
     pending = b""
     while True:
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
             yield json.loads(line)
-        if not sel.select(max(0.0, deadline() - time.monotonic())):
+        if not sel.select(max(0.0, deadline[0] - time.monotonic())):
             yield None
             return
         data = os.read(fd, 65536)

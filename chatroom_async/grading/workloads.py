@@ -187,3 +187,77 @@ class BatchingSimBackend:
         result = await self.inner.complete(merged)
         return [{"summary": f"[{i}] {result['summary']}", "batched": len(requests)}
                 for i in range(len(requests))]
+
+
+# -- the checks' workloads (seeded) ----------------------------------------------------------
+def vip_jobs() -> list[Job]:
+    """240 chat requests, all NORMAL priority, Poisson at 2.3/s: ~20 % over capacity."""
+    rng = random.Random(11)
+    return [Job(at, f"v{i:04d}", rng.randint(1, 50))
+            for i, at in enumerate(poisson(rng, 2.3, 0.0, 240))]
+
+
+def starve_jobs() -> list[Job]:
+    """400 VIP HIGH requests at 1.9/s (the system's capacity) and 10 free LOW ones early."""
+    rng = random.Random(12)
+    jobs = [Job(at, f"s{i:04d}", rng.randint(1, 5), TaskPriority.HIGH)
+            for i, at in enumerate(poisson(rng, 1.9, 0.0, 400))]
+    return jobs + [Job(2.0 + 2 * i, f"f{i:02d}", 40 + i, TaskPriority.LOW) for i in range(10)]
+
+
+def dependency_jobs() -> list[Job]:
+    """Diamonds (a; b, c after a; d after b and c) and chains, one with a blocked root."""
+    jobs: list[Job] = []
+    rng = random.Random(13)
+    for g in range(8):
+        at = g * 1.5
+        a, b, c, d = (f"g{g}{x}" for x in "abcd")
+        msg = "[BLOCK] 违规内容" if g == 5 else f"第{g}组的问题"
+        jobs += [Job(at, a, rng.randint(1, 50), request_data={"message": msg}),
+                 Job(at, b, rng.randint(1, 50), depends_on=(a,)),
+                 Job(at, c, rng.randint(1, 50), depends_on=(a,)),
+                 Job(at, d, rng.randint(1, 50), depends_on=(b, c))]
+    for k in range(4):
+        chain = [f"k{k}{i}" for i in range(4)]
+        jobs += [Job(0.5 * k, t, rng.randint(1, 50), depends_on=(chain[i - 1],) if i else ())
+                 for i, t in enumerate(chain)]
+    return jobs
+
+
+def summary_jobs() -> list[Job]:
+    """200 short summaries, Poisson at 8/s, then 5 stragglers 10 s apart."""
+    rng = random.Random(21)
+    times = poisson(rng, 8.0, 0.0, 200)
+    times += [times[-1] + 10.0 * (i + 1) for i in range(5)]
+    return [Job(at, f"b{i:04d}", rng.randint(1, 50), request_type="content_summary",
+                request_data={"content": f"第{i}条消息：今天的会议改到下午三点。"})
+            for i, at in enumerate(times)]
+
+
+def flood_jobs(limit: int) -> list[Job]:
+    """300 chat requests at 1.5x what a provider allowing `limit` calls can serve."""
+    rng = random.Random(limit)
+    return [Job(at, f"c{i:04d}", rng.randint(1, 50))
+            for i, at in enumerate(poisson(rng, limit / 3.2 * 1.5, 0.0, 300))]
+
+
+class Oracle:
+    """Knows the provider's limit: the throughput a perfect limiter reaches."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sem: asyncio.Semaphore | None = None
+
+    async def call_backend(self, backend: AIBackend, request: AIRequest) -> dict[str, Any]:
+        self.sem = self.sem or asyncio.Semaphore(self.limit)
+        async with self.sem:
+            return await backend.complete(request)
+
+    async def call_batched(self, backend: AIBackend, request: AIRequest) -> dict[str, Any]:
+        return await self.call_backend(backend, request)
+
+
+def throughput(trace: Trace) -> float:
+    """Completed tasks per second, from the run's start to its last completion."""
+    ends = [t for status, t in trace.finished.values() if status == "completed"]
+    return len(ends) / max(ends) if ends else 0.0

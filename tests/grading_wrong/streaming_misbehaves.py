@@ -1,3 +1,4 @@
+# ruff: noqa: ASYNC251  (blocking the loop is the point of this file)
 """Misbehaves on purpose, differently in each graded scenario (told apart by task id), to
 prove that each misdeed costs only its own check and that the grader always finishes."""
 
@@ -14,7 +15,7 @@ class StreamingResponseHandler(ref.StreamingResponseHandler):
             while True:
                 try:
                     time.sleep(0.2)
-                except BaseException:  # noqa: BLE001, S110
+                except BaseException:  # noqa: BLE001
                     pass
         if task_id == "t-fast":  # hangs in a blocking call
             time.sleep(1000)

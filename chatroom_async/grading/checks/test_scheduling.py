@@ -8,7 +8,6 @@ in virtual time, and compares with a baseline run on the same workload. Collecte
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 
 import pytest
@@ -20,12 +19,18 @@ from chatroom_async.grading.workloads import (
     BatchingSimBackend,
     FifoScheduler,
     Job,
+    Oracle,
     TierContext,
     Trace,
+    dependency_jobs,
+    flood_jobs,
     percentile,
-    poisson,
     run_jobs,
     simulated,
+    starve_jobs,
+    summary_jobs,
+    throughput,
+    vip_jobs,
 )
 
 WORKERS = 6  # the processor's max_workers in the priority checks (~1.9 tasks/s)
@@ -60,12 +65,6 @@ async def close_quietly(scheduler: Any) -> None:
         pass
 
 
-def vip_jobs() -> list[Job]:
-    """240 chat requests, all NORMAL priority, Poisson at 2.3/s: ~20 % over capacity."""
-    rng = random.Random(11)
-    return [Job(at, f"v{i:04d}", rng.randint(1, 50))
-            for i, at in enumerate(poisson(rng, 2.3, 0.0, 240))]
-
 
 @pytest.mark.points(20, title="VIP 优先 VIP first",
                     hint="排队时所有人一视同仁：想一想 user_context 里的 tier（用户等级）和"
@@ -82,7 +81,9 @@ def test_vip_first(exercise: Any) -> None:
         return fifo, yours, ctx
 
     fifo, yours, ctx = run_scenario(main)
-    vip = (lambda j: ctx.tier(j.user_id) == "vip")
+    def vip(job: Job) -> bool:
+        return ctx.tier(job.user_id) == "vip"
+
     base, got = percentile(fifo.waits(vip), 95), percentile(yours.waits(vip), 95)
     if got > 0.5 * base:
         raise GradingError(f"VIP 用户的 p95 等待 {got:.1f} 秒，先来先服务是 {base:.1f} 秒；"
@@ -95,17 +96,11 @@ def test_vip_first(exercise: Any) -> None:
         return float(s.calculate_task_priority(task, ctx(user)))
 
     if not prio(1, TaskPriority.NORMAL) > prio(40, TaskPriority.NORMAL):
-        raise GradingError("calculate_task_priority：VIP 用户的任务应当比免费用户的同级任务优先级高")
+        raise GradingError("calculate_task_priority：VIP 用户的任务应当比免费用户的同级任务"
+                           "优先级高")
     if not prio(10, TaskPriority.URGENT) > prio(10, TaskPriority.LOW):
         raise GradingError("calculate_task_priority：同一用户的 URGENT 任务应当比 LOW 任务优先级高")
 
-
-def starve_jobs() -> list[Job]:
-    """400 VIP HIGH requests at 1.9/s (the system's capacity) and 10 free LOW ones early."""
-    rng = random.Random(12)
-    jobs = [Job(at, f"s{i:04d}", rng.randint(1, 5), TaskPriority.HIGH)
-            for i, at in enumerate(poisson(rng, 1.9, 0.0, 400))]
-    return jobs + [Job(2.0 + 2 * i, f"f{i:02d}", 40 + i, TaskPriority.LOW) for i in range(10)]
 
 
 @pytest.mark.points(20, title="不饿死 no starvation",
@@ -126,24 +121,6 @@ def test_no_starvation(exercise: Any) -> None:
         raise GradingError(f"免费用户的 LOW 任务最长等了 {worst:.0f} 秒（要求 ≤ 90 秒；"
                            "系统一直接近满载）")
 
-
-def dependency_jobs() -> list[Job]:
-    """Diamonds (a; b, c after a; d after b and c) and chains, one with a blocked root."""
-    jobs: list[Job] = []
-    rng = random.Random(13)
-    for g in range(8):
-        at = g * 1.5
-        a, b, c, d = (f"g{g}{x}" for x in "abcd")
-        msg = "[BLOCK] 违规内容" if g == 5 else f"第{g}组的问题"
-        jobs += [Job(at, a, rng.randint(1, 50), request_data={"message": msg}),
-                 Job(at, b, rng.randint(1, 50), depends_on=(a,)),
-                 Job(at, c, rng.randint(1, 50), depends_on=(a,)),
-                 Job(at, d, rng.randint(1, 50), depends_on=(b, c))]
-    for k in range(4):
-        chain = [f"k{k}{i}" for i in range(4)]
-        jobs += [Job(0.5 * k, t, rng.randint(1, 50), depends_on=(chain[i - 1],) if i else ())
-                 for i, t in enumerate(chain)]
-    return jobs
 
 
 @pytest.mark.points(20, title="任务依赖 dependencies",
@@ -188,15 +165,6 @@ def test_dependencies(exercise: Any) -> None:
         raise GradingError(f"依赖都已完成的任务没有运行完：{missing[:5]}")
 
 
-def summary_jobs() -> list[Job]:
-    """200 short summaries, Poisson at 8/s, then 5 stragglers 10 s apart."""
-    rng = random.Random(21)
-    times = poisson(rng, 8.0, 0.0, 200)
-    times += [times[-1] + 10.0 * (i + 1) for i in range(5)]
-    return [Job(at, f"b{i:04d}", rng.randint(1, 50), request_type="content_summary",
-                request_data={"content": f"第{i}条消息：今天的会议改到下午三点。"})
-            for i, at in enumerate(times)]
-
 
 @pytest.mark.points(20, title="批处理 batching",
                     hint="调用次数没有减少，或者有请求为了凑批等得太久。把一小段时间窗口里到达的"
@@ -231,28 +199,7 @@ def test_batching(exercise: Any) -> None:
                            "多 1 秒")
 
 
-def flood_jobs(limit: int) -> list[Job]:
-    """300 chat requests at 1.5x what a provider allowing `limit` calls can serve."""
-    rng = random.Random(limit)
-    return [Job(at, f"c{i:04d}", rng.randint(1, 50))
-            for i, at in enumerate(poisson(rng, limit / 3.2 * 1.5, 0.0, 300))]
 
-
-class _Oracle:
-    """Knows the provider's limit: the throughput a perfect limiter reaches."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.sem = limit, None
-
-    async def call_backend(self, backend: Any, request: Any) -> Any:
-        self.sem = self.sem or asyncio.Semaphore(self.limit)
-        async with self.sem:
-            return await backend.complete(request)
-
-
-def _throughput(trace: Trace) -> float:
-    ends = [t for status, t in trace.finished.values() if status == "completed"]
-    return len(ends) / max(ends) if ends else 0.0
 
 
 @pytest.mark.points(20, title="自适应并发 adaptive concurrency",
@@ -263,7 +210,7 @@ def test_adaptive_concurrency(exercise: Any) -> None:
     for limit in (6, 12):
         async def main(limit: int = limit) -> tuple[float, float, float, int]:
             oracle = await run_jobs(flood_jobs(limit), workers=32, backend=ScheduledBackend(
-                simulated(9, max_concurrency=limit), _Oracle(limit)))
+                simulated(9, max_concurrency=limit), Oracle(limit)))
             scheduler = new_scheduler(exercise)
             inner = simulated(9, max_concurrency=limit)
             watched = Watched(scheduler)
@@ -274,7 +221,7 @@ def test_adaptive_concurrency(exercise: Any) -> None:
             stats = inner.stats()
             rejected = stats.errors.get("concurrency_limit", 0) / max(1, stats.calls)
             failed = sum(1 for s, _ in yours.finished.values() if s != "completed")
-            return rejected, _throughput(yours), _throughput(oracle), failed
+            return rejected, throughput(yours), throughput(oracle), failed
 
         rejected, got, best, failed = run_scenario(main)
         if rejected > 0.10 or failed:
