@@ -10,6 +10,7 @@ never hangs, and it always prints the table.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import selectors
@@ -189,6 +190,10 @@ def run_grade_command(args: argparse.Namespace) -> int:
         root = find_root(args.root)
     except FileNotFoundError as exc:
         print(f"chatroom-async grade: {exc}", file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("pytest") is None:
+        print("chatroom-async grade: the grader needs pytest: pip install -e \".[grade]\"",
+              file=sys.stderr)
         return 2
     grading = grade([args.exercise] if args.exercise else list(EXERCISES), args.impl, root)
     if not grading.checks:
