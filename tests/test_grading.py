@@ -5,6 +5,7 @@ costs only its own check while the grader still finishes and prints its table.""
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import subprocess
@@ -139,3 +140,32 @@ def test_load_exercise_follows_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert load_exercise("streaming", root=ROOT).__name__ == "solutions.streaming"
     with pytest.raises(ValueError, match="impl must be one of"):
         load_exercise("streaming", impl="mine", root=ROOT)
+
+
+@pytest.mark.parametrize("exercise", ["streaming", "scheduling"])
+def test_every_check_passes_in_process_on_the_solutions(exercise: str) -> None:
+    """The checks are plain functions: run here (not in the grader's child process), so
+    that a failure shows its traceback and the checks count towards coverage."""
+    module = importlib.import_module(f"chatroom_async.grading.checks.test_{exercise}")
+    checks = [f for name, f in vars(module).items() if name.startswith("test_")]
+    assert len(checks) == {"streaming": 7, "scheduling": 5}[exercise]
+    for check in checks:
+        check(lambda name: load_exercise(name, "solutions", ROOT))
+
+
+def test_a_failure_is_named_by_its_kind() -> None:
+    from chatroom_async.grading.harness import LoopBlocked
+    from chatroom_async.grading.plugin import CheckTimeout, _why
+
+    def why(exc: BaseException) -> tuple[str, str]:
+        try:
+            raise exc
+        except BaseException:  # noqa: BLE001 - what the plugin receives
+            return _why(pytest.ExceptionInfo.from_current())
+
+    assert why(NotImplementedError())[0] == "not_implemented"
+    assert why(CheckTimeout("超时"))[0] == "timeout"
+    assert why(LoopBlocked("阻塞")) == ("blocked", "阻塞")
+    assert why(AssertionError("少了")) == ("failed", "少了")
+    status, message = why(KeyError("boom"))
+    assert status == "error" and message.startswith("代码抛出了 KeyError: 'boom'（test_grading.py:")
