@@ -81,14 +81,28 @@ class StreamingResponseHandler:
 
     Args:
         min_interval_s: shortest gap between two delta frames of one task after the first.
+        max_tasks: how many tasks' histories to keep for late clients; beyond it the
+            oldest task without clients is forgotten.
     """
 
-    def __init__(self, *, min_interval_s: float = 0.05) -> None:
-        self.min_interval_s = min_interval_s
-        self._streams: dict[str, _TaskStream] = {}
+    def __init__(self, *, min_interval_s: float = 0.05, max_tasks: int = 1000) -> None:
+        self.min_interval_s, self.max_tasks = min_interval_s, max_tasks
+        self._streams: dict[str, _TaskStream] = {}  # oldest first
 
     def _stream(self, task_id: str) -> _TaskStream:
-        return self._streams.setdefault(task_id, _TaskStream(task_id))
+        stream = self._streams.get(task_id)
+        if stream is None:
+            stream = self._streams[task_id] = _TaskStream(task_id)
+            idle = [t for t, s in self._streams.items() if not s.outlets and t != task_id]
+            for old in idle[:max(0, len(self._streams) - self.max_tasks)]:
+                del self._streams[old]
+        return stream
+
+    def forget(self, task_id: str) -> None:
+        """Drop a task's history and stop sending to its clients."""
+        stream = self._streams.pop(task_id, None)
+        for outlet in stream.outlets.values() if stream else ():
+            outlet.task.cancel()
 
     async def attach(self, task_id: str, client: StreamClient, last_seq: int = 0) -> None:
         """Send `client` the task's frames after `last_seq`, then every new one."""

@@ -167,6 +167,8 @@ def load_exercise(name: str, impl: str | None = None, root: Path | None = None) 
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     folder = str(root or find_root())
-    if folder not in sys.path:
+    if sys.path[:1] != [folder]:  # first, ahead of any other checkout on the path
+        if folder in sys.path:
+            sys.path.remove(folder)
         sys.path.insert(0, folder)
     return importlib.import_module(f"{impl}.{name}")
