@@ -119,7 +119,7 @@ Submit = Callable[[AsyncAIProcessor, Job], Awaitable[Any]]
 
 async def run_jobs(jobs: Sequence[Job], *, backend: AIBackend, workers: int,
                    scheduler: Scheduler | None = None,
-                   user_context: Callable[[int], Mapping[str, Any]] | None = None,
+                   user_context: Callable[[Any], Mapping[str, Any]] | None = None,
                    submit: Submit | None = None, expect: int | None = None,
                    settle_s: float = 0.0, horizon_s: float = 3600.0) -> Trace:
     """Play `jobs` through a processor; return once `expect` tasks (default all) finished
