@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .kit import IMPLS, find_root
+from .kit import IMPL_ENV, IMPLS, find_root
 from .plugin import CHECK_LIMIT_S, FD_ENV, ROOT_ENV
 
 CHECKS_DIR = Path(__file__).parent / "checks"
@@ -173,8 +173,11 @@ def add_grade_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "per check and, for each failed one, the reason and a hint.")
     p.add_argument("exercise", nargs="?", choices=tuple(EXERCISES),
                    help="one exercise (default: both)")
-    p.add_argument("--impl", choices=IMPLS, default="exercises",
-                   help="grade exercises/ (your code, the default) or solutions/")
+    p.add_argument("--impl", choices=IMPLS,
+                   default=os.environ.get(IMPL_ENV) if os.environ.get(IMPL_ENV) in IMPLS
+                   else "exercises",
+                   help=f"grade exercises/ (your code, the default) or solutions/ (default "
+                        f"when {IMPL_ENV}=solutions, as under the notebook tests)")
     p.add_argument("--root", type=Path, default=None,
                    help="the folder holding exercises/ and solutions/ (default: found from "
                         "the working directory, else the package's checkout)")
