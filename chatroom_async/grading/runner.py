@@ -173,11 +173,10 @@ def add_grade_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "per check and, for each failed one, the reason and a hint.")
     p.add_argument("exercise", nargs="?", choices=tuple(EXERCISES),
                    help="one exercise (default: both)")
-    p.add_argument("--impl", choices=IMPLS,
-                   default=os.environ.get(IMPL_ENV) if os.environ.get(IMPL_ENV) in IMPLS
-                   else "exercises",
-                   help=f"grade exercises/ (your code, the default) or solutions/ (default "
-                        f"when {IMPL_ENV}=solutions, as under the notebook tests)")
+    impl = os.environ.get(IMPL_ENV) if os.environ.get(IMPL_ENV) in IMPLS else "exercises"
+    p.add_argument("--impl", choices=IMPLS, default=impl,
+                   help=f"grade exercises/ (your code) or solutions/ (default: {impl}; "
+                        f"set by {IMPL_ENV}, as under the notebook tests)")
     p.add_argument("--root", type=Path, default=None,
                    help="the folder holding exercises/ and solutions/ (default: found from "
                         "the working directory, else the package's checkout)")
