@@ -1,5 +1,5 @@
 """The `chatroom-async` command: demo, worker, submit, status, cancel, stats, simulate,
-sim-server.
+sim-server, grade.
 
 Every error is one line on stderr and an exit code (`cli_errors` lists them).
 
@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_simulate_parser(sub)
     add_sim_server_parser(sub)
     sub.choices["sim-server"].formatter_class = _Formatter  # --help shows its defaults
+    from .grading.runner import add_grade_parser
+
+    add_grade_parser(sub)
     return parser
 
 
@@ -246,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         from .simulation import run_simulate_command
         return run_simulate_command(args)
+    if args.command == "grade":
+        return int(args.handler(args))
     commands: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "worker": run_worker,
         "submit": run_submit,

@@ -11,6 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
+# The exercise notebooks (08, 09) load the reference solutions under test, not the stubs.
+export CHATROOM_ASYNC_IMPL="${CHATROOM_ASYNC_IMPL:-solutions}"
 nbval=(--nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
        --nbval-cell-timeout=120)
 if [ "$#" -eq 0 ]; then

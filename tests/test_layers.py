@@ -41,7 +41,7 @@ ALLOWED = {
     "processor": {"core"} | {"store", "worker", "events", "stats"},
     "simulation": {"core"} | {"processor", "simulated", "events", "stats"},
     "cli": {"core"} | {"processor", "simulated", "simulation", "demo", "events", "providers",
-                       "cli_errors"},
+                       "cli_errors", "grading"},
     "cli_errors": {"core"},
     "demo": {"core"} | {"processor", "simulated", "events"},
     "__init__": {"core"} | {"processor", "simulated", "simulation", "events", "stats"},

@@ -1,0 +1,174 @@
+"""What the two graded exercises plug into: the streaming frame and client protocol, the
+adapters that put a student's handler or scheduler inside the real processor, and the
+loader that imports `exercises.<name>` (or `solutions.<name>`).
+
+Imports only the package's public API. Nothing here is graded; the checks live in
+`chatroom_async.grading.checks`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
+
+from chatroom_async import AIBackend, AIRequest, StreamChunk
+
+#: Frame kinds, in the order a client may see them for one attempt.
+FRAME_KINDS = ("delta", "done", "error", "cancelled", "retry")
+#: Kinds that end a task's stream for good.
+TERMINAL_KINDS = frozenset({"done", "error", "cancelled"})
+#: The environment variable naming the implementation to load: "exercises" or "solutions".
+IMPL_ENV = "CHATROOM_ASYNC_IMPL"
+IMPLS = ("exercises", "solutions")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One push to a client.
+
+    Attributes:
+        task_id: the task the frame belongs to.
+        seq: the frame's sequence number: 1 for a task's first frame, then increasing. A
+            frame that merges several carries the seq of the last one it contains.
+        kind: "delta" (new text), "done" (the answer is complete), "error" (the stream
+            broke; `text` is the partial answer so far), "cancelled" (`text` likewise),
+            "retry" (a new attempt begins: forget the text of the earlier one).
+        text: the new text of a delta, the partial answer of error/cancelled, else "".
+        error: "ErrorType: message" on error and cancelled frames.
+    """
+
+    task_id: str
+    seq: int
+    kind: str
+    text: str = ""
+    error: str | None = None
+
+
+@runtime_checkable
+class StreamClient(Protocol):
+    """Where frames go: a WebSocket, a notebook cell, a test's recorder."""
+
+    async def send(self, frame: Frame) -> None:
+        """Deliver one frame; raises (e.g. ConnectionError) once the client is gone."""
+        ...
+
+
+def render(frames: Iterable[Frame]) -> str:
+    """The text a user sees after `frames`, in order: deltas append, retry clears, an
+    error or cancelled frame shows its partial text."""
+    text = ""
+    for frame in frames:
+        if frame.kind == "delta":
+            text += frame.text
+        elif frame.kind == "retry":
+            text = ""
+        elif frame.kind in ("error", "cancelled"):
+            text = frame.text
+    return text
+
+
+class StreamingHandler(Protocol):
+    """The part of exercise 1's `StreamingResponseHandler` the processor drives."""
+
+    async def handle_streaming_response(self, task_id: str,
+                                        response_stream: AsyncIterator[StreamChunk]
+                                        ) -> dict[str, Any]: ...
+
+
+class HandlerBackend:
+    """A backend whose answers stream through a handler: runs exercise 1 in the processor.
+
+    `complete(request)` opens `inner.stream(request)` and hands it to
+    `handler.handle_streaming_response(task_id, stream)`, which pushes frames to the task's
+    clients and returns the final result. Cancel, timeout and retries reach the handler as
+    they reach any backend call. The handler owns the stream: it must close it.
+    """
+
+    def __init__(self, inner: AIBackend, handler: StreamingHandler) -> None:
+        if not callable(getattr(inner, "stream", None)):
+            raise TypeError(f"{type(inner).__name__} cannot stream: it has no stream()")
+        self.inner, self.handler = inner, handler
+
+    async def complete(self, request: AIRequest) -> dict[str, Any]:
+        stream = self.inner.stream(request)  # type: ignore[attr-defined]
+        return await self.handler.handle_streaming_response(request.task_id, stream)
+
+
+class BackendScheduler(Protocol):
+    """The parts of exercise 2's `IntelligentTaskScheduler` that sit around backend calls."""
+
+    async def call_backend(self, backend: AIBackend, request: AIRequest) -> dict[str, Any]: ...
+
+    async def call_batched(self, backend: BatchBackend,
+                           request: AIRequest) -> dict[str, Any]: ...
+
+
+class BatchBackend(AIBackend, Protocol):
+    """A backend that can also answer several requests in one provider call."""
+
+    async def complete_batch(self, requests: Sequence[AIRequest]) -> list[dict[str, Any]]: ...
+
+
+class ScheduledBackend:
+    """A backend whose every call goes through the scheduler: runs exercise 2's adaptive
+    concurrency (`call_backend`) or its batching (`call_batched`) in the processor."""
+
+    def __init__(self, inner: AIBackend, scheduler: BackendScheduler, *,
+                 batching: bool = False) -> None:
+        if batching and not callable(getattr(inner, "complete_batch", None)):
+            raise TypeError(f"{type(inner).__name__} has no complete_batch(): cannot batch")
+        self.inner, self.scheduler, self.batching = inner, scheduler, batching
+
+    async def complete(self, request: AIRequest) -> dict[str, Any]:
+        if self.batching:
+            return await self.scheduler.call_batched(self.inner, request)  # type: ignore[arg-type]
+        return await self.scheduler.call_backend(self.inner, request)
+
+
+# -- loading the student's code ------------------------------------------------------------
+def find_root(start: Path | None = None) -> Path:
+    """The project folder holding `exercises/` and `solutions/`.
+
+    Args:
+        start: that folder itself; None searches up from the working directory, then the
+            package's own checkout.
+
+    Raises:
+        FileNotFoundError: no such folder.
+    """
+    if start is not None:
+        folders = [start.resolve()]
+    else:
+        here = Path.cwd().resolve()
+        folders = [here, *here.parents, Path(__file__).resolve().parents[2]]
+    for folder in folders:
+        if (folder / "exercises").is_dir() and (folder / "solutions").is_dir():
+            return folder
+    raise FileNotFoundError(f"no folder with exercises/ and solutions/ at "
+                            f"{' or '.join(str(f) for f in folders[:1] + folders[-1:])}")
+
+
+def load_exercise(name: str, impl: str | None = None, root: Path | None = None) -> ModuleType:
+    """Import `<impl>.<name>` from the project folder (`find_root`).
+
+    Args:
+        name: "streaming" or "scheduling".
+        impl: "exercises" or "solutions"; default: the CHATROOM_ASYNC_IMPL environment
+            variable, else "exercises".
+        root: the project folder (default `find_root()`).
+    """
+    impl = impl or os.environ.get(IMPL_ENV, "exercises")
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    folder = str(root or find_root())
+    if sys.path[:1] != [folder]:  # first, ahead of any other checkout on the path
+        if folder in sys.path:
+            sys.path.remove(folder)
+        sys.path.insert(0, folder)
+    return importlib.import_module(f"{impl}.{name}")

@@ -1,0 +1,1 @@
+"""Reference answers to the two graded exercises (same module names as `exercises/`)."""
