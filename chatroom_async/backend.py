@@ -23,7 +23,8 @@ class AIRequest:
 
     Attributes:
         task_id: the task's id; with `attempt` it seeds a simulated outcome.
-        attempt: 1 for the first delivery, 2 for the first retry, and so on.
+        attempt: 1 for the first attempt, 2 for the next (a retry, rate-limited or not),
+            and so on.
         user_id: who asked.
         request_type: "chat_completion", "content_summary" or "translation".
         request_data: the validated request fields (read-only by convention).

@@ -67,8 +67,10 @@ class Attempt:
             hit = await self._cache_get(task) if self.cache is not None else None
             if hit is not None:  # before the limiter: a cached answer costs the provider nothing
                 return self._completed(task, token, hit, True)
-            request = AIRequest(task.task_id, task.retry_count + 1, task.user_id,
-                                task.request_type, task.request_data)
+            # Every attempt has its own number, rate-limited ones included: a simulated
+            # outcome is drawn by (task, attempt), and a repeated number repeats the outcome.
+            request = AIRequest(task.task_id, task.retry_count + rate_limited + 1,
+                                task.user_id, task.request_type, task.request_data)
             async with self._provider_turn(request, token):  # its wait is not the AI's time
                 async with asyncio.timeout(task.timeout):
                     result = await self._call(task, request)
