@@ -23,6 +23,7 @@ from chatroom_async import (
     FunctionBackend,
     LoopClock,
     ProcessorSettings,
+    ProviderLimits,
     RetryPolicy,
     SimulatedAIBackend,
 )
@@ -72,15 +73,32 @@ async def scripted_run(backend: Any, specs: list[dict[str, Any]],
     return log, finals, dead, stats
 
 
+def history(log: EventLog, task_id: str) -> dict[str, Any]:
+    """What the events tell of one task: its calls (each `started`), and the error of each
+    attempt that ended in `retrying` or `failed`, as "ServerError x2, ..." ("-" if none)."""
+    rows = [(event, error) for _, event, tid, _, error in log.rows if tid == task_id]
+    errors: list[str] = [e or "?" for event, e in rows if event in ("retrying", "failed")]
+    runs: list[list[Any]] = []
+    for e in errors:
+        if runs and runs[-1][0] == e:
+            runs[-1][1] += 1
+        else:
+            runs.append([e, 1])
+    text = ", ".join(e if n == 1 else f"{e} x{n}" for e, n in runs) or "-"
+    return {"calls": sum(event == "started" for event, _ in rows), "errors": text}
+
+
 async def outage(policy: RetryPolicy, tasks: int = 50, outage_s: float = 3.0,
-                 provider_limit: int = 10, max_retries: int = 10) -> dict[str, Any]:
+                 provider_limit: int = 10, max_retries: int = 10,
+                 limits: ProviderLimits | None = None) -> dict[str, Any]:
     """`tasks` requests arrive together at the start of an `outage_s` outage (every call
-    503s); the provider then serves `provider_limit` calls at a time (429 beyond)."""
+    503s); the provider then serves `provider_limit` calls at a time (429 beyond). With
+    `limits`, the processor knows the provider's limits (its shared limiter)."""
     api = SimulatedAIBackend.from_profile("realistic", seed=1, clock=LoopClock(),
                                           failure_rate=0.0, max_concurrency=provider_limit)
     api.set_incident(outage_s, overload_rate=1.0, latency_factor=1.0)
     calls = CallLog(api)
-    p = processor(calls, workers=tasks, retry=policy)
+    p = processor(calls, workers=tasks, retry=policy, provider_limits=limits)
     log = EventLog(p)
     await p.start()
     finals = await run_tasks(p, [{"task_id": f"o-{i:02d}", "max_retries": max_retries}

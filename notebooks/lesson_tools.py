@@ -168,12 +168,17 @@ class EventLog:
 
 
 def scripted_backend(script: dict[str, list[Any]], seconds: float = 1.0) -> FunctionBackend:
-    """A backend that plays a script per task id: attempt n takes `seconds`, then raises
-    `script[task_id][n-1]` if it is an exception, else answers. Unscripted tasks answer."""
+    """A backend that plays a script per task id: call n of a task takes `seconds`, then
+    raises `script[task_id][n-1]` if it is an exception, else answers; past the script's
+    end the last step repeats. Unscripted tasks answer. Calls are counted here, not read
+    from `request.attempt`: a retry after a rate limit keeps its attempt number."""
+    calls: dict[str, int] = {}
+
     async def answer(request: AIRequest) -> dict[str, Any]:
         await asyncio.sleep(seconds)
+        calls[request.task_id] = n = calls.get(request.task_id, 0) + 1
         steps = script.get(request.task_id, [])
-        step = steps[min(request.attempt, len(steps)) - 1] if steps else "ok"
+        step = steps[min(n, len(steps)) - 1] if steps else "ok"
         if isinstance(step, BaseException):
             raise step
         return reply(request)
