@@ -1,0 +1,109 @@
+"""`LiveDashboard`: the six panels of a running processor, redrawn in the background.
+
+One call in a cell shows it and returns at once; a task on the kernel's loop samples the
+processor and redraws every `interval_s`, the drawing itself on a worker thread so the
+processor's loop is not starved. `stop()` cancels and awaits that task, then draws a last
+frame inside the calling cell, which a headless run (nbval, nbconvert) saves with the
+widget; `snapshot()` gives the same frame as a static image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import ipywidgets as widgets
+from IPython.display import Image
+
+from chatroom_async import AsyncAIProcessor, ProcessorError
+
+from .figure import render_png
+from .sampler import Limit, Sample, Sampler
+
+
+class LiveDashboard:
+    """A live view of a processor's stats and events.
+
+    Args:
+        processor: a started processor; `max_workers=0` is fine (its workers may be
+            other processes on the same Redis).
+        interval_s: seconds between frames.
+        limit: the concurrency limit drawn (see `Sampler`).
+        window_s: the latency panel covers this many recent seconds.
+        title: the figure's title.
+    """
+
+    def __init__(self, processor: AsyncAIProcessor, *, interval_s: float = 1.0,
+                 limit: Limit = None, window_s: float = 30.0,
+                 title: str = "chatroom_async: live") -> None:
+        self.sampler = Sampler(processor, limit=limit, window_s=window_s)
+        self.interval_s, self.title = interval_s, title
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%",
+                                                                       max_width="1000px"))
+        self.label = widgets.HTML("<b>dashboard</b> not started")
+        self.widget = widgets.VBox([self.label, self.image])
+        self.draws = 0
+        self.error: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._heard = False
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> LiveDashboard:
+        """Start redrawing in the background and return at once (call it on the loop)."""
+        self.sampler.attach()
+        if not self.running:
+            self._task = asyncio.get_running_loop().create_task(
+                self._loop(), name="chatroom_async.dashboard")
+        return self
+
+    async def tick(self) -> Sample:
+        """Take one sample and redraw (the frame is drawn on a worker thread)."""
+        if not self._heard:  # other processes' events reach the sampler from here on
+            self.sampler.attach()
+            await self.sampler.processor.hear_others()
+            self._heard = True
+        sample = await self.sampler.sample()
+        frame = self.sampler.frame(self.title)
+        png = await asyncio.to_thread(render_png, frame)
+        self.image.value = png  # widget traits are set on the loop, not on the thread
+        self.label.value = f"<b>live</b> · {frame.subtitle}"
+        self.draws += 1
+        return sample
+
+    async def _loop(self) -> None:
+        try:
+            while True:
+                await self.tick()
+                await asyncio.sleep(self.interval_s)
+        except ProcessorError as exc:  # the processor under it stopped: so does the view
+            self.error = exc
+            self.label.value = "<b>stopped</b>: the processor is not running"
+
+    async def stop(self) -> None:
+        """Stop redrawing (cancel and await the task); draw a last frame if possible."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            await self.tick()
+        except ProcessorError:
+            pass
+        self.sampler.detach()
+        self.label.value = self.label.value.replace("<b>live</b>", "<b>stopped</b>", 1)
+
+    def png(self) -> bytes:
+        """The last frame drawn, as PNG bytes (empty before the first)."""
+        return bytes(self.image.value)
+
+    def snapshot(self) -> Image:
+        """The last frame as a static image, for viewers without widgets."""
+        return Image(data=self.png(), format="png")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
