@@ -14,7 +14,7 @@ Everything here reads the processor through its public API (stats and events), n
 from __future__ import annotations
 
 try:
-    import ipywidgets  # noqa: F401
+    import ipywidgets  # type: ignore[import-untyped]  # noqa: F401
     import matplotlib  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("chatroom_async.dashboard needs ipywidgets and matplotlib: "

@@ -23,7 +23,7 @@ COLORS = {"completed": "#2ca02c", "submitted": "#7f7f7f", "in flight": "#1f77b4"
           "limit": "#d62728", "429": "#9467bd", "retries": "#ff7f0e", "failures": "#d62728",
           "queue wait": "#1f77b4", "processing": "#ff7f0e"}
 QUEUE_COLORS = {"urgent": "#d62728", "high": "#ff7f0e", "normal": "#1f77b4", "low": "#17becf",
-                "retry wait": "#bcbd22", "all": "#1f77b4"}
+                "retry wait": "#bcbd22", "all priorities": "#1f77b4"}
 _PCT_STYLE = {"p50": ":", "p95": "--", "p99": "-"}
 SIZE_IN = (11.0, 6.2)
 DPI = 90
@@ -46,8 +46,10 @@ def draw(frame: Frame) -> Figure:
 
 def render_png(frame: Frame) -> bytes:
     """`draw(frame)` as PNG bytes (about 0.1-0.2 s: call it off the event loop)."""
+    fig = draw(frame)
+    FigureCanvasAgg(fig)  # attaches the Agg canvas: no pyplot, no global state
     buf = io.BytesIO()
-    FigureCanvasAgg(draw(frame)).print_png(buf)
+    fig.savefig(buf, format="png")
     return buf.getvalue()
 
 
@@ -73,14 +75,15 @@ def _legend(ax: Axes) -> None:
 
 def _throughput(ax: Axes, f: Frame) -> None:
     if f.submitted_per_s:
-        ax.plot(f.t, f.submitted_per_s, color=COLORS["submitted"], ls="--", label="submitted")
+        ax.plot(f.t, f.submitted_per_s, color=COLORS["submitted"], ls="--",
+                label="submitted (offered)")
     ax.plot(f.t, f.completed_per_s, color=COLORS["completed"], lw=2, label="completed")
     _time_axis(ax, "Throughput", "tasks / s")
     _legend(ax)
 
 
 def _queue(ax: Axes, f: Frame) -> None:
-    bands = [b for b in (*QUEUE_BANDS, "all") if b in f.queue]
+    bands = [b for b in (*QUEUE_BANDS, "all priorities") if b in f.queue]
     if bands and f.t:
         ax.stackplot(f.t, *[f.queue[b] for b in bands], labels=bands,
                      colors=[QUEUE_COLORS[b] for b in bands], alpha=0.8)
@@ -111,8 +114,10 @@ def _latency(ax: Axes, f: Frame) -> None:
     width = 0.8 / len(LATENCY_GROUPS)
     for i, group in enumerate(LATENCY_GROUPS):
         s: Mapping[str, float | None] = f.latency.get(group, {})
-        ax.bar([k + (i - 0.5) * width for k in range(len(PERCENTILES))],
-               [s.get(p) or 0.0 for p in PERCENTILES], width, color=COLORS[group], label=group)
+        bars = ax.bar([k + (i - 0.5) * width for k in range(len(PERCENTILES))],
+                      [s.get(p) or 0.0 for p in PERCENTILES], width, color=COLORS[group],
+                      label=group)
+        ax.bar_label(bars, fmt="%.2g", fontsize=7)
     ax.set_xticks(range(len(PERCENTILES)), PERCENTILES)
     ax.set_title("Latency percentiles", fontsize=10)
     ax.set_ylabel("seconds")
@@ -142,8 +147,9 @@ def _errors(ax: Axes, f: Frame) -> None:
 def _rate_limited(ax: Axes, f: Frame) -> None:
     if f.rate_limited_by_code or not f.rate_limited_per_s:
         codes = list(f.rate_limited_by_code) or ["(none)"]
-        ax.bar(codes, [f.rate_limited_by_code.get(c, 0) for c in codes], color=COLORS["429"],
-               label="429 answers")
+        bars = ax.bar(codes, [f.rate_limited_by_code.get(c, 0) for c in codes], width=0.5,
+                      color=COLORS["429"], label="429 answers")
+        ax.bar_label(bars, fontsize=8)
         ax.set_title("Provider 429s (whole run)", fontsize=10)
         ax.set_ylabel("count")
         ax.tick_params(axis="x", labelsize=8)

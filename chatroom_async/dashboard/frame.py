@@ -30,7 +30,7 @@ class Frame:
         t: the sample times.
         completed_per_s: tasks completed per second, per sample interval.
         submitted_per_s: tasks submitted per second (the offered load), or empty.
-        queue: waiting tasks per band of `QUEUE_BANDS` (a replay has only "all").
+        queue: waiting tasks per band of `QUEUE_BANDS` (a replay has only "all priorities").
         in_flight: tasks being processed.
         limit: the concurrency limit at each sample, or empty when unknown.
         latency_series: "<group> <pct>" -> values over time (live), or empty.

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
-import ipywidgets as widgets
+import ipywidgets as widgets  # type: ignore[import-untyped]
 
 from chatroom_async import AsyncAIProcessor, ProcessorSettings, SimulatedAIBackend
 
@@ -24,7 +24,7 @@ from .live import LiveDashboard
 from .load import LoadGenerator
 
 #: Latency profiles of the simulated provider (SimSettings fields).
-LATENCY_PROFILES: dict[str, dict[str, float]] = {
+LATENCY_PROFILES: dict[str, dict[str, Any]] = {
     "fast": {"ttft_p50_s": 0.1, "ttft_p99_s": 0.4, "output_tps_p50": 300.0,
              "output_tokens_p50": 60.0},
     "realistic": {"ttft_p50_s": 0.45, "ttft_p99_s": 1.8, "output_tps_p50": 70.0,

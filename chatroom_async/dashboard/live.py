@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-import ipywidgets as widgets
+import ipywidgets as widgets  # type: ignore[import-untyped]
 from IPython.display import Image
 
 from chatroom_async import AsyncAIProcessor, ProcessorError
@@ -47,6 +47,7 @@ class LiveDashboard:
         self.error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
         self._heard = False
+        self._drawn = asyncio.Condition()
 
     @property
     def running(self) -> bool:
@@ -67,12 +68,23 @@ class LiveDashboard:
             await self.sampler.processor.hear_others()
             self._heard = True
         sample = await self.sampler.sample()
+        await self._draw("live")
+        return sample
+
+    async def _draw(self, state: str) -> None:
         frame = self.sampler.frame(self.title)
         png = await asyncio.to_thread(render_png, frame)
         self.image.value = png  # widget traits are set on the loop, not on the thread
-        self.label.value = f"<b>live</b> · {frame.subtitle}"
+        self.label.value = f"<b>{state}</b> · {frame.subtitle}"
         self.draws += 1
-        return sample
+        async with self._drawn:
+            self._drawn.notify_all()
+
+    async def next_frame(self) -> int:
+        """Wait until the next frame is drawn; returns how many have been drawn."""
+        async with self._drawn:
+            await self._drawn.wait()
+        return self.draws
 
     async def _loop(self) -> None:
         try:
@@ -81,7 +93,7 @@ class LiveDashboard:
                 await asyncio.sleep(self.interval_s)
         except ProcessorError as exc:  # the processor under it stopped: so does the view
             self.error = exc
-            self.label.value = "<b>stopped</b>: the processor is not running"
+            await self._draw("stopped (the processor is not running)")
 
     async def stop(self) -> None:
         """Stop redrawing (cancel and await the task); draw a last frame if possible."""
@@ -90,12 +102,10 @@ class LiveDashboard:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        try:
-            await self.tick()
-        except ProcessorError:
-            pass
+        if self.sampler.processor.running:
+            await self.sampler.sample()
+        await self._draw("stopped")
         self.sampler.detach()
-        self.label.value = self.label.value.replace("<b>live</b>", "<b>stopped</b>", 1)
 
     def png(self) -> bytes:
         """The last frame drawn, as PNG bytes (empty before the first)."""
@@ -103,7 +113,7 @@ class LiveDashboard:
 
     def snapshot(self) -> Image:
         """The last frame as a static image, for viewers without widgets."""
-        return Image(data=self.png(), format="png")
+        return Image(data=self.png(), format="png")  # type: ignore[no-untyped-call]
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)

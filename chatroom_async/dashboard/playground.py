@@ -13,7 +13,7 @@ import dataclasses
 import time
 from typing import Any
 
-import ipywidgets as widgets
+import ipywidgets as widgets  # type: ignore[import-untyped]
 from IPython.display import Image
 
 from .playground_figure import render_playground
@@ -120,7 +120,7 @@ class Playground:
 
     def snapshot(self) -> Image:
         """The figure as a static image, for viewers without widgets."""
-        return Image(data=self.png(), format="png")
+        return Image(data=self.png(), format="png")  # type: ignore[no-untyped-call]
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)

@@ -43,8 +43,10 @@ def draw_playground(current: Outcome, history: list[Outcome]) -> Figure:
 
 
 def render_playground(current: Outcome, history: list[Outcome]) -> bytes:
+    fig = draw_playground(current, history)
+    FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    FigureCanvasAgg(draw_playground(current, history)).print_png(buf)
+    fig.savefig(buf, format="png")
     return buf.getvalue()
 
 

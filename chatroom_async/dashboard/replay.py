@@ -38,7 +38,7 @@ def report_frame(report: SimulationReport, title: str | None = None) -> Frame:
         t=[x - step for x in s["t"]],  # the start of each interval, from 0
         completed_per_s=s["completed_per_s"],
         submitted_per_s=[rate] * len(s["t"]) if rate else [],
-        queue={"all": s["queue_depth"]},
+        queue={"all priorities": s["queue_depth"]},
         in_flight=s["in_flight"],
         limit=[c["concurrency"]] * len(s["t"]) if "concurrency" in c else [],
         latency={"queue wait": report.queue_wait, "processing": report.service_time},
@@ -49,7 +49,7 @@ def report_frame(report: SimulationReport, title: str | None = None) -> Frame:
 
 def replay(report: SimulationReport, title: str | None = None) -> Image:
     """The report's panels as an image a notebook cell shows."""
-    return Image(data=render_png(report_frame(report, title)), format="png")
+    return Image(data=render_png(report_frame(report, title)), format="png")  # type: ignore[no-untyped-call]
 
 
 def save_report_png(report: SimulationReport, path: str | Path,

@@ -53,6 +53,8 @@ def summary(values: list[float]) -> dict[str, float | None]:
 class Sampler:
     """Samples a processor: `attach()` once, then `await sample()` as often as you like.
 
+    `heard` counts the events received while attached, by kind.
+
     Args:
         processor: a started processor (any `max_workers`, 0 included).
         limit: the concurrency limit to draw: a number, a callable returning one, or None
@@ -70,6 +72,7 @@ class Sampler:
         self.retries_by_kind: dict[str, int] = {}
         self.failures_by_kind: dict[str, int] = {}
         self.rate_limited = 0
+        self.heard = dict.fromkeys(("started", "completed", "failed", "retrying"), 0)
         self._waits: deque[tuple[float, float]] = deque()
         self._processing: deque[tuple[float, float]] = deque()
         self._t0 = clock()
@@ -89,19 +92,24 @@ class Sampler:
 
     # -- events ----------------------------------------------------------------------------
     def _on_started(self, task: AITask) -> None:
+        self.heard["started"] += self._attached
         if self._attached and task.retry_count == 0 and task.started_at is not None:
             self._waits.append((self.clock(), task.started_at - task.created_at))
 
     def _on_completed(self, task: AITask) -> None:
+        self.heard["completed"] += self._attached
         if self._attached and task.processing_time is not None:
             self._processing.append((self.clock(), task.processing_time))
 
     def _on_failed(self, task: AITask) -> None:
+        self.heard["failed"] += self._attached
         if self._attached:
             self._count(self.failures_by_kind, task)
-            self._on_completed(task)
+            if task.processing_time is not None:
+                self._processing.append((self.clock(), task.processing_time))
 
     def _on_retrying(self, task: AITask) -> None:
+        self.heard["retrying"] += self._attached
         if self._attached:
             self._count(self.retries_by_kind, task)
 
@@ -162,7 +170,7 @@ class Sampler:
             submitted_per_s=rate(lambda x: x.submitted),
             queue={band: [x.queue[band] for x in s] for band in QUEUE_BANDS},
             in_flight=[x.in_flight for x in s],
-            limit=[x.limit for x in s] if s and all(x.limit for x in s) else [],
+            limit=[float(x.limit or 0) for x in s] if s and all(x.limit for x in s) else [],
             latency_series={f"{g} {p}": [x.latency[g][p] for x in s]
                             for g in LATENCY_GROUPS for p in PERCENTILES},
             latency=last.latency if last else {},
@@ -175,7 +183,7 @@ def _rates(samples: list[Sample]) -> Callable[[Callable[[Sample], int]], list[fl
     """A function giving a counter's rate per interval (0 at the first sample)."""
     def rate(value: Callable[[Sample], int]) -> list[float]:
         out = [0.0] if samples else []
-        for a, b in zip(samples, samples[1:]):
+        for a, b in zip(samples, samples[1:], strict=False):
             dt = b.t - a.t
             out.append((value(b) - value(a)) / dt if dt > 0 else 0.0)
         return out
