@@ -16,8 +16,8 @@ pytest.importorskip("ipywidgets")
 from chatroom_async import AsyncAIProcessor  # noqa: E402
 from chatroom_async.dashboard import LiveDashboard, LoadGenerator  # noqa: E402
 from chatroom_async.dashboard.figure import COLORS  # noqa: E402
-from chatroom_async.keys import Keys  # noqa: E402
-from chatroom_async.queue import TaskQueue  # noqa: E402
+from chatroom_async.store.keys import Keys  # noqa: E402
+from chatroom_async.store.queue import TaskQueue  # noqa: E402
 from tests.conftest import REAL_URL, _real_client  # noqa: E402
 from tests.test_dashboard import has_color, others_tasks, panel, pixels, wait_for  # noqa: E402
 
