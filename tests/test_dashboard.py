@@ -75,11 +75,8 @@ class Scripted:
 
 
 async def wait_for(dash: LiveDashboard, predicate: Callable[[], bool], timeout: float = 20) -> None:
-    """Until `predicate()` holds: wait for the next frame of a running dashboard, or draw
-    one (no sleeping)."""
-    async with asyncio.timeout(timeout):
-        while not (dash.sampler.samples and predicate()):
-            await (dash.next_frame() if dash.running else dash.tick())
+    """Until `predicate()` holds, frame by frame (no sleeping)."""
+    await dash.wait_until(lambda _: predicate(), timeout)
 
 
 async def test_series_match_the_processor_stats() -> None:

@@ -25,9 +25,10 @@ from .frame import Frame
 from .lab import LATENCY_PROFILES, Lab
 from .live import LiveDashboard
 from .load import LoadGenerator
+from .playground import Playground
 from .replay import replay, report_frame, save_report_png
 from .sampler import Sample, Sampler
 
-__all__ = ["LATENCY_PROFILES", "Frame", "Lab", "LiveDashboard", "LoadGenerator", "Sample",
-           "Sampler", "draw", "render_png", "replay", "report_frame", "save_png",
+__all__ = ["LATENCY_PROFILES", "Frame", "Lab", "LiveDashboard", "LoadGenerator", "Playground",
+           "Sample", "Sampler", "draw", "render_png", "replay", "report_frame", "save_png",
            "save_report_png"]

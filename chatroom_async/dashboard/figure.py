@@ -118,6 +118,7 @@ def _latency(ax: Axes, f: Frame) -> None:
                       [s.get(p) or 0.0 for p in PERCENTILES], width, color=COLORS[group],
                       label=group)
         ax.bar_label(bars, fmt="%.2g", fontsize=7)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # room for the labels and the legend
     ax.set_xticks(range(len(PERCENTILES)), PERCENTILES)
     ax.set_title("Latency percentiles", fontsize=10)
     ax.set_ylabel("seconds")
@@ -150,6 +151,7 @@ def _rate_limited(ax: Axes, f: Frame) -> None:
         bars = ax.bar(codes, [f.rate_limited_by_code.get(c, 0) for c in codes], width=0.5,
                       color=COLORS["429"], label="429 answers")
         ax.bar_label(bars, fontsize=8)
+        ax.set_ylim(0, max([*f.rate_limited_by_code.values(), 1]) * 1.25)
         ax.set_title("Provider 429s (whole run)", fontsize=10)
         ax.set_ylabel("count")
         ax.tick_params(axis="x", labelsize=8)

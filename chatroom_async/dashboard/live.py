@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
@@ -85,6 +86,21 @@ class LiveDashboard:
         async with self._drawn:
             await self._drawn.wait()
         return self.draws
+
+    async def wait_until(self, predicate: Callable[[Sample], bool],
+                         timeout_s: float = 30.0) -> Sample:
+        """Wait frame by frame until `predicate(latest sample)` holds; return that sample.
+
+        Raises:
+            TimeoutError: not within `timeout_s`.
+        """
+        async with asyncio.timeout(timeout_s):
+            while not (self.sampler.samples and predicate(self.sampler.samples[-1])):
+                if self.running:
+                    await self.next_frame()
+                else:
+                    await self.tick()
+        return self.sampler.samples[-1]
 
     async def _loop(self) -> None:
         try:

@@ -41,6 +41,11 @@ class Sample:
     latency: dict[str, dict[str, float | None]]
     stats: dict[str, Any]
 
+    @property
+    def queued(self) -> int:
+        """Tasks waiting, every priority and the retry wait together."""
+        return sum(self.queue.values())
+
 
 def summary(values: list[float]) -> dict[str, float | None]:
     """p50/p95/p99 of some durations (None each when there are none)."""
