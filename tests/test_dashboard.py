@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
 from collections.abc import Callable
 from typing import Any
 
@@ -83,7 +84,7 @@ async def test_series_match_the_processor_stats() -> None:
     script = Scripted()
     async with AsyncAIProcessor(max_workers=2, backend=script.backend,
                                 settings=FAST_RETRY) as p:
-        dash = LiveDashboard(p, interval_s=0.05)
+        dash = LiveDashboard(p, interval_s=0.05, render="thread")
         first = await dash.tick()
         prios = [TaskPriority.URGENT, TaskPriority.HIGH, TaskPriority.NORMAL, TaskPriority.LOW,
                  TaskPriority.LOW, TaskPriority.NORMAL]
@@ -128,7 +129,7 @@ async def test_png_has_the_six_panels() -> None:
     script.release.set()
     async with AsyncAIProcessor(max_workers=2, backend=script.backend,
                                 settings=FAST_RETRY) as p:
-        dash = LiveDashboard(p, interval_s=0.05)
+        dash = LiveDashboard(p, interval_s=0.05, render="thread")
         await dash.tick()
         for i in range(4):
             await p.submit_task(1, "chat_completion", {"message": "q"}, task_id=f"rl{i}")
@@ -152,23 +153,24 @@ async def test_png_has_the_six_panels() -> None:
 async def test_background_redraws_and_stops_cleanly() -> None:
     before = others_tasks()
     async with AsyncAIProcessor(max_workers=2) as p:
-        dash = LiveDashboard(p, interval_s=0.01).start()
+        dash = LiveDashboard(p, interval_s=0.01).start()  # frames in a worker process
         assert dash.running
-        while dash.draws < 3:
+        while not (dash.renderer.ready and dash.draws >= 3):
             await dash.next_frame()
+        assert multiprocessing.active_children()
         await dash.stop()
         assert not dash.running
         assert not [t for t in others_tasks() if t.get_name() == "chatroom_async.dashboard"]
         draws = dash.draws
     assert draws >= 4  # the last one inside stop()
-    assert others_tasks() == before
+    assert others_tasks() == before and not multiprocessing.active_children()
 
 
 async def test_stopping_the_processor_ends_the_dashboard() -> None:
     before = others_tasks()
     p = AsyncAIProcessor(max_workers=1)
     await p.start()
-    dash = LiveDashboard(p, interval_s=0.01).start()
+    dash = LiveDashboard(p, interval_s=0.01, render="thread").start()
     await dash.next_frame()
     await p.stop()
     while dash.running:
@@ -180,7 +182,8 @@ async def test_stopping_the_processor_ends_the_dashboard() -> None:
 
 async def test_lab_controls_change_the_load() -> None:
     before = others_tasks()
-    lab = await Lab(rate=20.0, concurrency=2, latency="fast", interval_s=0.05, seed=3).start()
+    lab = await Lab(rate=20.0, concurrency=2, latency="fast", interval_s=0.05, seed=3,
+                    render="thread").start()
     c = lab.controls
     dash = lab.dashboard
     await wait_for(dash, lambda: dash.sampler.samples[-1].completed >= 5)

@@ -42,7 +42,7 @@ async def test_dashboard_watches_a_worker_process(real_namespace: str) -> None:
         assert worker.stdout is not None
         assert b"running 3 in flight" in await worker.stdout.readline()
         async with AsyncAIProcessor(REAL_URL, max_workers=0, namespace=real_namespace) as c:
-            dash = LiveDashboard(c, interval_s=0.05, limit=3)
+            dash = LiveDashboard(c, interval_s=0.05, limit=3, render="thread")
             first = await dash.tick()
             load = LoadGenerator(c, rate=100.0, seed=1).start()
             await wait_for(dash, lambda: load.submitted >= 30)

@@ -47,12 +47,13 @@ class Lab:
         rpm: the provider's requests per minute (429 beyond it); None for none.
         seed: seeds the provider, the load and the processors.
         interval_s: seconds between dashboard frames.
+        render: where frames are drawn, "process" or "thread" (see `LiveDashboard`).
     """
 
     def __init__(self, redis_url: str | None = None, *, concurrency: int = 4,
                  rate: float = 8.0, latency: str = "fast", failure_rate: float = 0.0,
                  provider_limit: int | None = None, rpm: float | None = None, seed: int = 0,
-                 interval_s: float = 1.0) -> None:
+                 interval_s: float = 1.0, render: str = "process") -> None:
         self.namespace = f"lab-{uuid.uuid4().hex[:12]}"
         self.seed, self.concurrency = seed, concurrency
         self.backend = SimulatedAIBackend(seed=seed, soft_capacity=1000.0,
@@ -64,7 +65,7 @@ class Lab:
         self.load = LoadGenerator(self.client, rate, seed=seed)
         self.dashboard = LiveDashboard(self.client, interval_s=interval_s,
                                        limit=lambda: self.concurrency,
-                                       title="chatroom_async: live processor")
+                                       title="chatroom_async: live processor", render=render)
         self.restarts = 0
         self._lock = asyncio.Lock()
         self._pending: set[asyncio.Task[Any]] = set()

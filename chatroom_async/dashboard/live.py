@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from IPython.display import Image
 from chatroom_async import AsyncAIProcessor, ProcessorError
 
 from .figure import render_png
+from .render import Renderer
 from .sampler import Limit, Sample, Sampler
 
 
@@ -33,13 +35,17 @@ class LiveDashboard:
         limit: the concurrency limit drawn (see `Sampler`).
         window_s: the latency panel covers this many recent seconds.
         title: the figure's title.
+        render: "process" draws frames in a worker process (the processor's loop keeps
+            the GIL to itself), "thread" on a worker thread of this process.
     """
 
     def __init__(self, processor: AsyncAIProcessor, *, interval_s: float = 1.0,
                  limit: Limit = None, window_s: float = 30.0,
-                 title: str = "chatroom_async: live") -> None:
+                 title: str = "chatroom_async: live", render: str = "process") -> None:
         self.sampler = Sampler(processor, limit=limit, window_s=window_s)
         self.interval_s, self.title = interval_s, title
+        self.renderer = Renderer(render)
+        self.last_draw_s = 0.0
         self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%",
                                                                        max_width="1000px"))
         self.label = widgets.HTML("<b>dashboard</b> not started")
@@ -55,7 +61,10 @@ class LiveDashboard:
         return self._task is not None and not self._task.done()
 
     def start(self) -> LiveDashboard:
-        """Start redrawing in the background and return at once (call it on the loop)."""
+        """Start redrawing in the background and return at once (call it on the loop).
+
+        Frames come every `interval_s`, or less often on a machine where a frame takes
+        longer than that to draw."""
         self.sampler.attach()
         if not self.running:
             self._task = asyncio.get_running_loop().create_task(
@@ -74,7 +83,9 @@ class LiveDashboard:
 
     async def _draw(self, state: str) -> None:
         frame = self.sampler.frame(self.title)
-        png = await asyncio.to_thread(render_png, frame)
+        started = time.perf_counter()
+        png = await self.renderer.run(render_png, frame)
+        self.last_draw_s = time.perf_counter() - started
         self.image.value = png  # widget traits are set on the loop, not on the thread
         self.label.value = f"<b>{state}</b> · {frame.subtitle}"
         self.draws += 1
@@ -106,7 +117,8 @@ class LiveDashboard:
         try:
             while True:
                 await self.tick()
-                await asyncio.sleep(self.interval_s)
+                # At most half the time drawing, however slow the machine is.
+                await asyncio.sleep(max(self.interval_s, self.last_draw_s))
         except ProcessorError as exc:  # the processor under it stopped: so does the view
             self.error = exc
             await self._draw("stopped (the processor is not running)")
@@ -122,6 +134,7 @@ class LiveDashboard:
             await self.sampler.sample()
         await self._draw("stopped")
         self.sampler.detach()
+        await self.renderer.close()
 
     def png(self) -> bytes:
         """The last frame drawn, as PNG bytes (empty before the first)."""
