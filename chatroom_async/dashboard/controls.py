@@ -14,8 +14,8 @@ import ipywidgets as widgets  # type: ignore[import-untyped]
 if TYPE_CHECKING:
     from .lab import Lab
 
-_STYLE = {"description_width": "150px"}
-_LAYOUT = widgets.Layout(width="420px")
+_STYLE = {"description_width": "200px"}
+_LAYOUT = widgets.Layout(width="470px")
 
 
 def _slider(cls: Any, description: str, value: float, lo: float, hi: float,

@@ -19,8 +19,8 @@ from IPython.display import Image
 from .playground_figure import render_playground
 from .whatif import Outcome, WhatIf, run_whatif
 
-_STYLE = {"description_width": "170px"}
-_LAYOUT = widgets.Layout(width="440px")
+_STYLE = {"description_width": "200px"}
+_LAYOUT = widgets.Layout(width="470px")
 
 #: slider name -> (widget class, description, min, max, step)
 SLIDERS: dict[str, tuple[Any, str, float, float, float]] = {
