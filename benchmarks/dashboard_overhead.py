@@ -105,8 +105,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=[*WORKLOADS, "both"], default="both")
     parser.add_argument("--rounds", type=int, default=5, help="runs of each kind (default 5)")
-    parser.add_argument("--interval", type=float, default=1.0,
-                        help="seconds between frames (default 1.0)")
+    parser.add_argument("--interval", type=float, default=2.0,
+                        help="seconds between frames (default 2.0, the dashboards')")
     parser.add_argument("--render", choices=("process", "thread"), default="process",
                         help="where frames are drawn (default: a worker process)")
     args = parser.parse_args()
@@ -127,9 +127,13 @@ def main() -> None:
               f"(a dashboard every {args.interval:g} s, drawn in a {args.render})")
 
 
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3f}"
+
+
 def _change(values: dict[bool, list[float]], unit: str) -> str:
     without, with_ = statistics.median(values[False]), statistics.median(values[True])
-    return (f"median {without:,.3g} -> {with_:,.3g} {unit} "
+    return (f"median {_num(without)} -> {_num(with_)} {unit} "
             f"({100 * (with_ - without) / without:+.1f} %)")
 
 

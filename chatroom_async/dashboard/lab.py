@@ -53,7 +53,7 @@ class Lab:
     def __init__(self, redis_url: str | None = None, *, concurrency: int = 4,
                  rate: float = 8.0, latency: str = "fast", failure_rate: float = 0.0,
                  provider_limit: int | None = None, rpm: float | None = None, seed: int = 0,
-                 interval_s: float = 1.0, render: str = "process") -> None:
+                 interval_s: float = 2.0, render: str = "process") -> None:
         self.namespace = f"lab-{uuid.uuid4().hex[:12]}"
         self.seed, self.concurrency = seed, concurrency
         self.backend = SimulatedAIBackend(seed=seed, soft_capacity=1000.0,

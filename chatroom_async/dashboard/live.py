@@ -39,7 +39,7 @@ class LiveDashboard:
             the GIL to itself), "thread" on a worker thread of this process.
     """
 
-    def __init__(self, processor: AsyncAIProcessor, *, interval_s: float = 1.0,
+    def __init__(self, processor: AsyncAIProcessor, *, interval_s: float = 2.0,
                  limit: Limit = None, window_s: float = 30.0,
                  title: str = "chatroom_async: live", render: str = "process") -> None:
         self.sampler = Sampler(processor, limit=limit, window_s=window_s)
