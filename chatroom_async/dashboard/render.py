@@ -11,12 +11,16 @@ drawn on a thread until it is ready (starting it and importing matplotlib takes 
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 MODES = ("process", "thread")
+
+log = logging.getLogger("chatroom_async.dashboard")
 
 
 class Renderer:
@@ -36,7 +40,8 @@ class Renderer:
     @property
     def ready(self) -> bool:
         """Whether frames are drawn in the worker process now (always False for threads)."""
-        return self._ready is not None and self._ready.done() and not self._ready.exception()
+        r = self._ready
+        return r is not None and r.done() and not r.cancelled() and r.exception() is None
 
     async def run(self, draw: Callable[..., bytes], *args: Any) -> bytes:
         """`draw(*args)` off the loop; `draw` and `args` must pickle in process mode."""
@@ -44,9 +49,15 @@ class Renderer:
             self._pool = ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             self._ready = asyncio.get_running_loop().run_in_executor(self._pool, _warm_up)
-        if self._ready is None or not self._ready.done() or self._ready.exception():
+        if not self.ready:
             return await asyncio.to_thread(draw, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, draw, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, draw, *args)
+        except BrokenProcessPool:  # the worker died: carry on with threads
+            log.warning("the dashboard's drawing process died; drawing on a thread now")
+            await self.close()
+            self.mode = "thread"
+            return await asyncio.to_thread(draw, *args)
 
     async def close(self) -> None:
         """End the worker process (if any) and wait for it."""
