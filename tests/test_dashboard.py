@@ -59,16 +59,18 @@ def others_tasks() -> set[asyncio.Task[Any]]:
 
 class Scripted:
     """A backend: tasks named block* wait for `release`; rl* answer 429 on their first
-    attempt; bad* are refused by the content filter; the rest answer at once."""
+    call; bad* are refused by the content filter; the rest answer at once."""
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
+        self.limited: set[str] = set()
         self.backend = FunctionBackend(self.call)
 
     async def call(self, req: AIRequest) -> dict[str, Any]:
         if req.task_id.startswith("block"):
             await self.release.wait()
-        if req.task_id.startswith("rl") and req.attempt == 1:
+        if req.task_id.startswith("rl") and req.task_id not in self.limited:
+            self.limited.add(req.task_id)
             raise RateLimitError("1302 too many in flight", code="1302", retry_after=0.01)
         if req.task_id.startswith("bad"):
             raise ContentFilterError("1301 blocked")
