@@ -222,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover - the simulator ships with the package
         pass
     else:
-        add_simulate_parser(sub)
+        add_simulate_parser(sub).add_argument(
+            "--plot", metavar="PNG", help="also draw the report's dashboard panels into this "
+            "PNG file (needs the notebooks extra: matplotlib)")
     add_sim_server_parser(sub)
     sub.choices["sim-server"].formatter_class = _Formatter  # --help shows its defaults
     from .grading.runner import add_grade_parser
@@ -238,6 +240,15 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 EXIT_CODES = "exit codes:" + (cli_errors.__doc__ or "").split("Exit codes of `chatroom-async`:")[1]
 
 
+def _simulate_with_plot(args: argparse.Namespace) -> int:
+    try:
+        from .dashboard.plot_command import run_simulate_plot
+    except ImportError as exc:
+        print(f"chatroom-async simulate --plot: {exc}", file=sys.stderr)
+        return 2
+    return run_simulate_plot(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -246,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         return demo_main(sys.stdout)
     if args.command == "sim-server":
         return run_sim_server(args)
+    if args.command == "simulate" and args.plot:
+        return _simulate_with_plot(args)
     if args.command == "simulate":
         from .simulation import run_simulate_command
         return run_simulate_command(args)
