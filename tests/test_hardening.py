@@ -207,8 +207,9 @@ async def test_rate_limits_retry_on_their_own_budget_then_fail(
     task_id = await proc.submit_task(**CHAT, max_retries=1)
     final = await proc.wait_for_task(task_id, timeout=10)
     assert final["status"] == "failed" and final["error_type"] == "RateLimitError"
-    # 3 on the rate limits' budget (attempt stays 1: no retry of the task's), then its one
-    assert calls == [1, 1, 1, 1, 2] and final["retry_count"] == 1 and final["deliveries"] == 5
+    # 3 on the rate limits' budget (not the task's retries), then its one; every attempt
+    # has its own number
+    assert calls == [1, 2, 3, 4, 5] and final["retry_count"] == 1 and final["deliveries"] == 5
 
 
 async def test_stop_logs_one_line_with_the_drain_and_hand_back_counts(
