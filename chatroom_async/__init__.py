@@ -26,13 +26,14 @@ from .errors import (
     RetryableAIError,
     ServerError,
     StreamInterruptedError,
+    TaskAccessError,
     TaskNotFoundError,
     TaskRecordError,
     TaskWaitTimeout,
     ValidationError,
     VirtualTimeDeadlock,
 )
-from .events import EVENT_TYPES
+from .events import EVENT_TYPES, EventType, TaskEvent
 from .processor import AsyncAIProcessor
 from .retry import RetryPolicy
 from .scheduler import PriorityScheduler, Scheduler
@@ -57,6 +58,7 @@ __all__ = [
     "CorruptTaskError",
     "DeliveryLimitExceeded",
     "EVENT_TYPES",
+    "EventType",
     "FunctionBackend",
     "InstantBackend",
     "Limits",
@@ -81,6 +83,8 @@ __all__ = [
     "StreamChunk",
     "StreamInterruptedError",
     "SystemClock",
+    "TaskAccessError",
+    "TaskEvent",
     "TaskNotFoundError",
     "TaskRecordError",
     "TaskPriority",

@@ -217,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("status", "cancel"):
         command(name, f"{name} a task").add_argument("task_id", help="the task's id")
     command("stats", "print the shared statistics")
+    _add_serve_parser(sub)
     try:
         from .simulation import add_simulate_parser
     except ImportError:  # pragma: no cover - the simulator ships with the package
@@ -231,6 +232,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_grade_parser(sub)
     return parser
+
+
+def _add_serve_parser(sub: Any) -> None:
+    """`serve`: the chat room (chatroom_async/chat, imported only when it runs)."""
+    c = sub.add_parser("serve", help="run the chat room (the `chat` extra: FastAPI, uvicorn)",
+                       description="The chat room of docs/chat-room.md: one page, one "
+                                   "WebSocket endpoint.", formatter_class=_Formatter)
+    c.add_argument("--redis-url", type=cli_errors.redis_url, default=None,
+                   help="a Redis URL; unset: the embedded fakeredis, in this process only")
+    c.add_argument("--namespace", type=cli_errors.namespace, default="chatroom_async",
+                   help="prefix of every key: 1-64 characters of A-Z a-z 0-9 _ . -")
+    c.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    c.add_argument("--port", type=int, default=8000, help="the port to listen on")
+    c.add_argument("--workers", type=_non_negative_int, default=4,
+                   help="tasks this process runs itself (0: only `worker` processes do)")
+    c.add_argument("--profile", default="realistic",
+                   help="the simulated AI's profile: realistic | flaky | instant")
+    c.add_argument("--seed", type=int, default=0, help="seed of the simulated AI")
+
+
+def _non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else cli_errors.positive_int(text)
+
+
+def _run_chat_room(args: argparse.Namespace) -> int:
+    try:
+        from .chat.serve import run as serve
+    except ImportError as exc:
+        return cli_errors.fail(f"chatroom-async serve needs the chat extra ({exc}): "
+                               "pip install 'chatroom_async[chat]'", cli_errors.USAGE)
+    return serve(args)
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -264,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_simulate_command(args)
     if args.command == "grade":
         return int(args.handler(args))
+    if args.command == "serve":
+        return _run_chat_room(args)
     commands: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "worker": run_worker,
         "submit": run_submit,

@@ -8,6 +8,7 @@ exception), so a client in any process can tell a timeout from a content filter.
     ├── ValidationError            a request rejected at submit; nothing was queued
     ├── ProcessorError             misuse of the processor (not started, closed, bad setting)
     ├── TaskNotFoundError          no record under that task id
+    ├── TaskAccessError            the task belongs to another user (reads, follows, cancels)
     ├── TaskWaitTimeout            wait_for_task gave up before the task finished
     ├── VirtualTimeDeadlock        a simulation waits on nothing that can happen
     ├── TaskRecordError            why a task ended without a result from the AI (error_type)
@@ -52,6 +53,15 @@ class TaskNotFoundError(ChatroomAsyncError, KeyError):
 
     def __str__(self) -> str:  # KeyError would print the repr of the argument
         return str(self.args[0]) if self.args else "task not found"
+
+
+class TaskAccessError(ChatroomAsyncError, PermissionError):
+    """The task exists but belongs to another user than the one named (`user_id=`).
+
+    Raised by `get_task_status`, `follow` and `cancel_task` when they are scoped to a user,
+    so a chat server that passes its session's user cannot show or cancel another user's
+    task by mistake. Nothing is read out or changed.
+    """
 
 
 class TaskWaitTimeout(ChatroomAsyncError, TimeoutError):

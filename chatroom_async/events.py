@@ -1,24 +1,28 @@
-"""Events: in-process callbacks, waiters for `wait_for_task`, and the Redis pub/sub bridge.
+"""Events: the one envelope (`EventType`, `envelope`, `TaskEvent`), in-process callbacks,
+waiters for `wait_for_task`, and the Redis pub/sub bridge. `docs/events.md` is the contract.
 
-A process fires the events it causes to its own callbacks at once and publishes them on
-the namespace's channel; it hears everyone else's through one subscription and fires those
-too, skipping its own (each message names its origin). So a chat server that runs no
-workers still gets `task_completed` for a reply computed in a worker process. A process
-subscribes to the event channel only once it has a callback or a waiter: a worker process
-with neither would receive every other worker's events just to drop them, and a client that
-only submits would receive every worker's.
+Every event of a task goes to its stream (`follow` reads it; the store writes it) and out
+on the namespace's channels: lifecycle events on one, progress on another. A process fires
+the events it causes to its own callbacks at once; it hears everyone else's through one
+subscription and fires those too, skipping its own (each envelope names its origin). So a
+chat server that runs no workers still gets `task_completed` for a reply computed in a
+worker process. A process subscribes to the lifecycle channel only once it has a callback
+or a waiter, and to the progress channel only once it has a `task_progress` callback: a
+worker with neither would receive every other worker's events just to drop them.
 
 Pub/sub forgets what it sent while a subscriber was disconnected. The listener reconnects
 (redis-py subscribes again) and then wakes every waiter with None, "look at the record
-again", since a task may have finished unheard.
+again", since a task may have finished unheard. `follow` loses nothing: it reads the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -31,20 +35,48 @@ from .task import AITask, status_dict
 
 log = logging.getLogger("chatroom_async.events")
 
-#: Every event name `add_callback` accepts.
-EVENT_TYPES = ("task_started", "task_completed", "task_failed", "task_progress",
-               "task_retrying", "task_cancelled")
-TERMINAL_EVENTS = frozenset({"task_completed", "task_failed", "task_cancelled"})
+
+class EventType(enum.StrEnum):
+    """Every event a task can have; the values are the names on the wire and in
+    `add_callback` (`docs/events.md` describes each)."""
+
+    TASK_STARTED = "task_started"
+    TASK_PROGRESS = "task_progress"
+    TASK_RETRYING = "task_retrying"
+    TASK_HANDED_BACK = "task_handed_back"
+    TASK_COMPLETED = "task_completed"
+    TASK_FAILED = "task_failed"
+    TASK_CANCELLED = "task_cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True for the three events that end a task (nothing follows them)."""
+        return self in TERMINAL_EVENTS
+
+
+#: Every event name `add_callback` accepts (the values of `EventType`).
+EVENT_TYPES: tuple[str, ...] = tuple(e.value for e in EventType)
+TERMINAL_EVENTS = frozenset({EventType.TASK_COMPLETED, EventType.TASK_FAILED,
+                             EventType.TASK_CANCELLED})
 
 Callback = Callable[[AITask], Any]
 
+# What a progress event's "task" carries: the task's identity, not its request or result.
+_IDENTITY = ("task_id", "user_id", "request_type", "priority", "status", "retry_count",
+             "deliveries")
+
 
 class Channels(Protocol):
-    """The two pub/sub channels of a namespace (`store.keys.Keys` has them)."""
+    """The pub/sub channels of a namespace (`store.keys.Keys` has them)."""
 
     @property
     def events(self) -> str:
         """Where lifecycle events are published."""
+        ...
+
+    @property
+    def progress(self) -> str:
+        """Where progress events are published."""
         ...
 
     @property
@@ -53,21 +85,81 @@ class Channels(Protocol):
         ...
 
 
-def event_json(event: str, task: AITask) -> str:
-    """One event as JSON; progress events carry only the task's identity and the chunk."""
-    if event == "task_progress":
-        body = {"task_id": task.task_id, "user_id": task.user_id,
-                "request_type": task.request_type, "status": task.status.value,
-                "request_data": {}, "progress": task.progress}
+def envelope(event: EventType | str, task: AITask, *, origin: str, ts: float) -> str:
+    """One event as JSON: the only place the envelope is built (`docs/events.md`).
+
+    `origin` comes first, so that a process can skip its own messages by their prefix.
+    A progress event's "task" holds the task's identity and `progress` (the chunk); any
+    other event's holds the task's status dict, as `get_task_status` returns it.
+    """
+    kind = EventType(event)
+    if kind is EventType.TASK_PROGRESS:
+        full = task.to_dict(copy=False)
+        body = {name: full[name] for name in _IDENTITY}
+        body["progress"] = task.progress
     else:
-        body = status_dict(task, copy=False)
-    return orjson.dumps({"event": event, "task": body}).decode()
+        body = status_dict(task, copy=False, partial=False)
+    return orjson.dumps({"origin": origin, "type": kind.value, "task_id": task.task_id,
+                         "attempt": task.deliveries, "ts": ts, "task": body}).decode()
 
 
-def message_json(origin: str, events: list[str]) -> str:
-    """The message published on the events channel: `events` are `event_json` strings; the
-    origin is encoded as JSON, so no worker id or host name can break the message."""
-    return f'{{"origin":{orjson.dumps(origin).decode()},"events":[{",".join(events)}]}}'
+def message_json(events: list[str]) -> str:
+    """Envelopes (JSON documents) as one pub/sub message: a JSON array of them."""
+    return "[" + ",".join(events) + "]"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One event of one task, as `AsyncAIProcessor.follow` yields it.
+
+    Attributes:
+        cursor: the event's place in the task's stream (1, 2, ...): pass it as `after=`
+            to resume right after this event.
+        type: what happened.
+        task_id: whose event.
+        attempt: the delivery it belongs to (1 for the first run); a `task_started` with a
+            new attempt means the text of earlier attempts is void.
+        ts: when it was sent (the sender's clock, seconds).
+        origin: the id of the process that sent it.
+        task: the task's status dict (lifecycle events) or its identity plus `progress`.
+    """
+
+    cursor: int
+    type: EventType
+    task_id: str
+    attempt: int
+    ts: float
+    origin: str
+    task: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, cursor: int, raw: str | bytes) -> TaskEvent:
+        data = orjson.loads(raw)
+        return cls(cursor=cursor, type=EventType(data["type"]), task_id=data["task_id"],
+                   attempt=int(data["attempt"]), ts=float(data["ts"]), origin=data["origin"],
+                   task=data["task"])
+
+    @property
+    def terminal(self) -> bool:
+        return self.type.terminal
+
+    @property
+    def text(self) -> str:
+        """A progress event's text ("" for any other event)."""
+        progress = self.task.get("progress") if self.type is EventType.TASK_PROGRESS else None
+        return str(progress.get("text", "")) if progress else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, for a client (the chat room sends this over its WebSocket)."""
+        return {"cursor": self.cursor, "type": self.type.value, "task_id": self.task_id,
+                "attempt": self.attempt, "ts": self.ts, "origin": self.origin,
+                "task": self.task}
+
+
+def _done_future() -> asyncio.Future[None]:
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
 
 
 class EventBus:
@@ -80,7 +172,7 @@ class EventBus:
 
     def __init__(self, origin: str, on_cancel: Callable[[str], None] | None = None) -> None:
         self.origin = origin
-        self._own_prefix = message_json(origin, [])[:-2]  # '{"origin":"<id>","events":['
+        self._own_prefix = '[{"origin":' + orjson.dumps(origin).decode() + ","
         self.on_cancel = on_cancel
         self._callbacks: dict[str, list[Callback]] = {name: [] for name in EVENT_TYPES}
         # None wakes a waiter to read the task's record again (see the module docstring).
@@ -90,6 +182,7 @@ class EventBus:
         self._listener: asyncio.Task[None] | None = None
         self._channels: Channels | None = None
         self._subscribing: asyncio.Future[None] | None = None  # to the event channel
+        self._subscribing_progress: asyncio.Future[None] | None = None  # to progress
         self._hearing: asyncio.Event | None = None  # the server confirmed that subscription
         self._closing = False
         self._lost = False  # the connection dropped; set again once resubscribed
@@ -114,7 +207,10 @@ class EventBus:
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         self._callbacks[event].append(callback)
         if self._pubsub is not None:
-            self._subscribe_soon()
+            if event == EventType.TASK_PROGRESS:
+                self._subscribe_progress_soon()
+            else:
+                self._subscribe_soon()
 
     def has_callbacks(self, event: str) -> bool:
         return bool(self._callbacks[event])
@@ -167,12 +263,15 @@ class EventBus:
         self._hearing = asyncio.Event()  # made here: an Event belongs to one event loop
         self._closing = self._lost = False
         self._subscribing = None
-        if any(self._callbacks.values()):
-            await self._pubsub.subscribe(channels.cancel, channels.events)  # sent before we return
-            self._subscribing = asyncio.get_running_loop().create_future()
-            self._subscribing.set_result(None)
-        else:
-            await self._pubsub.subscribe(channels.cancel)
+        self._subscribing_progress = None
+        subscribe = [channels.cancel]
+        if any(self._callbacks[e] for e in EVENT_TYPES if e != EventType.TASK_PROGRESS):
+            subscribe.append(channels.events)
+            self._subscribing = _done_future()
+        if self._callbacks[EventType.TASK_PROGRESS]:
+            subscribe.append(channels.progress)
+            self._subscribing_progress = _done_future()
+        await self._pubsub.subscribe(*subscribe)  # sent before we return
         self._listener = asyncio.create_task(self._listen(), name="chatroom_async.events")
 
     def _subscribe_soon(self) -> None:
@@ -185,17 +284,25 @@ class EventBus:
             log.warning("a callback added outside the event loop hears other processes' "
                         "events only after the next wait_for_task or hear_others()")
             return
-        self._subscribing = asyncio.create_task(self._subscribe(),
+        assert self._channels is not None
+        self._subscribing = asyncio.create_task(self._subscribe(self._channels.events),
                                                 name="chatroom_async.events.subscribe")
 
-    async def _subscribe(self) -> None:
-        """Send SUBSCRIBE for the event channel, again with backoff while Redis cannot be
-        reached (redis-py remembers a channel only once the command went out)."""
-        assert self._pubsub is not None and self._channels is not None
+    def _subscribe_progress_soon(self) -> None:
+        """Start subscribing to the progress channel (only a task_progress callback wants
+        every process's chunks; a follower reads its task's stream instead)."""
+        if self._subscribing_progress is not None or self._closing or self._channels is None:
+            return
+        self._subscribing_progress = asyncio.ensure_future(self._subscribe(self._channels.progress))
+
+    async def _subscribe(self, channel: str) -> None:
+        """Send SUBSCRIBE for a channel, again with backoff while Redis cannot be reached
+        (redis-py remembers a channel only once the command went out)."""
+        assert self._pubsub is not None
         delay = 0.05
         while not self._closing:
             try:
-                await self._pubsub.subscribe(self._channels.events)
+                await self._pubsub.subscribe(channel)
                 return
             except (RedisError, OSError) as exc:
                 log.warning("could not subscribe to other processes' events (%r); trying "
@@ -272,11 +379,10 @@ class EventBus:
         # deliver to, or nobody for this event, the task is not even rebuilt.
         if not self._waiters and not any(self._callbacks.values()):
             return
-        payload = orjson.loads(data)
-        if payload.get("origin") == self.origin:
-            return
-        for item in payload["events"]:
-            event, body = item["event"], item["task"]
+        for item in orjson.loads(data):
+            if item.get("origin") == self.origin:
+                continue
+            event, body = item["type"], item["task"]
             if self._callbacks[event] or (event in TERMINAL_EVENTS
                                           and body.get("task_id") in self._waiters):
                 self.fire(event, AITask.from_dict(body))
@@ -284,10 +390,11 @@ class EventBus:
     async def close(self) -> None:
         """Stop listening and wait for running async callbacks (cancelled after 5 s)."""
         self._closing = True
-        if self._subscribing is not None:
-            self._subscribing.cancel()  # a retry loop while Redis is unreachable
-            await asyncio.gather(self._subscribing, return_exceptions=True)
-            self._subscribing = None
+        for subscribing in (self._subscribing, self._subscribing_progress):
+            if subscribing is not None:
+                subscribing.cancel()  # a retry loop while Redis is unreachable
+                await asyncio.gather(subscribing, return_exceptions=True)
+        self._subscribing = self._subscribing_progress = None
         if self._pubsub is not None and self._listener is not None:
             # Unsubscribing ends `listen()` cleanly; cancelling a read in flight can leave
             # the connection (fakeredis's especially) unable to close.

@@ -15,7 +15,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -26,16 +26,18 @@ from .clock import Clock, SystemClock
 from .errors import (
     CorruptTaskError,
     ProcessorError,
+    TaskAccessError,
     TaskNotFoundError,
     TaskWaitTimeout,
     ValidationError,
 )
-from .events import EventBus, event_json, message_json
+from .events import EventBus, EventType, TaskEvent, envelope
 from .metrics import LocalMetrics
 from .scheduler import PriorityScheduler, Scheduler
 from .settings import ProcessorSettings
 from .stats import build_stats
 from .store.cache import ResponseCache
+from .store.follow import FollowReader
 from .store.keys import Keys
 from .store.lane import without_retries
 from .store.limiter import ProviderLimiter
@@ -105,6 +107,7 @@ class AsyncAIProcessor:
         self.metrics = LocalMetrics()
         self.pool: WorkerPool | None = None
         self.limiter: ProviderLimiter | None = None
+        self._reader: FollowReader | None = None
         self.running = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -136,14 +139,16 @@ class AsyncAIProcessor:
         assert self.redis is not None
         s = self.settings
         self.queue = TaskQueue(self.redis, self.keys, result_ttl_s=s.result_ttl_s,
-                               dead_letter_cap=s.dead_letter_cap)
+                               dead_letter_cap=s.dead_letter_cap, stream_cap=s.stream_cap,
+                               stream_ttl_s=s.stream_ttl_s)
         if s.publish_events:
             await self.bus.connect(self.redis, self.keys)
         if self.max_workers > 0:
             cache = ResponseCache(self.redis, self.keys, s.cache_ttl_s) if s.cache_ttl_s else None
             attempt = Attempt(backend=self.backend, clock=self.clock, retry=s.retry, rng=self.rng,
-                              bus=self.bus, publish=self._publish if s.publish_events else None,
-                              cache=cache, stream=s.stream, limiter=self._limiter())
+                              bus=self.bus, queue=self.queue if s.publish_events else None,
+                              publish=s.publish_events, cache=cache, stream=s.stream,
+                              coalesce_s=s.stream_coalesce_s, limiter=self._limiter())
             self.pool = WorkerPool(queue=self.queue, attempt=attempt, bus=self.bus, settings=s,
                                    clock=self.clock, concurrency=self.max_workers,
                                    worker_id=self.worker_id, metrics=self.metrics)
@@ -171,6 +176,9 @@ class AsyncAIProcessor:
         if self.limiter is not None:
             await self.limiter.close()
             self.limiter = None
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         await self.bus.close()
         if self.queue is not None:
             await self.queue.close()
@@ -277,13 +285,26 @@ class AsyncAIProcessor:
         return float(score)
 
     # -- querying ----------------------------------------------------------------------------
-    async def get_task_status(self, task_id: str) -> dict[str, Any] | None:
+    async def get_task_status(self, task_id: str, *,
+                              user_id: int | str | None = None) -> dict[str, Any] | None:
         """The task's record as a dict (any status), or None if unknown or expired.
 
-        A record that cannot be read (a field that does not parse, or a key that is not a
-        hash) gives `{"task_id", "status", "error_type": "CorruptTaskError",
-        "error_message"}`, with status "failed" unless the record names a valid one.
+        While the task runs, `partial_text` holds the text streamed so far by attempt
+        `partial_attempt`; a failed or cancelled task keeps it, beside its error. A record
+        that cannot be read (a field that does not parse, or a key that is not a hash) gives
+        `{"task_id", "status", "error_type": "CorruptTaskError", "error_message"}`, with
+        status "failed" unless the record names a valid one.
+
+        Raises:
+            TaskAccessError: `user_id` is given and the task is another user's (or its
+                record cannot tell whose it is).
         """
+        status = await self._status(task_id)
+        if status is not None and user_id is not None and status.get("user_id") != user_id:
+            raise TaskAccessError(f"task {task_id!r} is not user {user_id!r}'s")
+        return status
+
+    async def _status(self, task_id: str) -> dict[str, Any] | None:
         fields: dict[str, str] = {}
         try:
             fields = await self._queue().record(task_id)
@@ -298,6 +319,9 @@ class AsyncAIProcessor:
 
     async def wait_for_task(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait until the task finishes and return its final status dict. Event-driven.
+
+        Only a record that says the task finished is returned: an event only wakes the
+        wait to read the record again (a stale or forged event cannot end it early).
 
         Raises:
             TaskNotFoundError: no such task.
@@ -315,12 +339,9 @@ class AsyncAIProcessor:
                             raise TaskNotFoundError(f"no task {task_id!r}")
                         if TaskStatus(status["status"]).finished:
                             return status
-                        task = await fut
+                        await fut
                     finally:
                         self.bus.drop_waiter(task_id, fut)
-                    if task is not None:  # else the connection dropped: read the record again
-                        final = await self.get_task_status(task_id)
-                        return final if final is not None else status_dict(task)
         except TimeoutError:
             pass
         # Out of time (the deadline also bounds the subscription, which waits while Redis
@@ -337,6 +358,86 @@ class AsyncAIProcessor:
             return status
         raise unfinished
 
+    async def follow(self, task_id: str, *, after: int = 0,
+                     user_id: int | str | None = None) -> AsyncGenerator[TaskEvent, None]:
+        """Yield the task's events from cursor `after` on, ending after its terminal event.
+
+        What was sent already is replayed (from the start with `after=0`), then events come
+        as they are sent, from whichever process runs the task: `task_started` (one per
+        attempt: a new `attempt` voids the earlier attempts' text), `task_progress` (the
+        streamed text, a few chunks per event), `task_retrying`, `task_handed_back`, and
+        one of `task_completed` / `task_failed` / `task_cancelled`. Each has a `cursor`:
+        after a dropped connection, follow again with `after=` the last one seen, and
+        nothing is missed or repeated. Only this task's events reach this process; one
+        connection serves all of its follows. `docs/events.md` has the shapes.
+
+        Use `async with contextlib.aclosing(p.follow(...)) as events:` to stop early.
+
+        Raises:
+            TaskNotFoundError: no such task (or it expired).
+            TaskAccessError: `user_id` is given and the task is another user's.
+            ValueError: `after` is not a cursor of this task (negative, or past its last).
+            ProcessorError: the processor stopped while following.
+        """
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise ValueError(f"after must be a cursor (an int >= 0), got {after!r}")
+        queue = self._queue()
+        if not self.settings.publish_events:
+            raise ProcessorError("follow reads the events tasks send: this processor has "
+                                 "ProcessorSettings(publish_events=False)")
+        status = await self.get_task_status(task_id, user_id=user_id)
+        if status is None:
+            raise TaskNotFoundError(f"no task {task_id!r}")
+        if after and after > await queue.last_cursor(task_id):  # would wait for ever
+            raise ValueError(f"cursor {after} is past the task's last event")
+        if TaskStatus(status["status"]).finished:  # all there is, read at once
+            async for event in self._replay_finished(queue, status, after):
+                yield event
+            return
+        self._queue()  # (still running after those reads)
+        if self._reader is None:
+            self._reader = FollowReader(self.redis, self.keys, self.worker_id)  # type: ignore[arg-type]
+        reader = self._reader
+        follower = reader.add(task_id, after)
+        try:
+            await reader.wake()
+            while True:
+                item = await follower.queue.get()
+                if item is None:
+                    raise ProcessorError("the processor stopped while following a task")
+                event = TaskEvent.from_json(*item)
+                yield event
+                if event.terminal:
+                    return
+        finally:
+            reader.remove(follower)
+
+    async def _replay_finished(self, queue: TaskQueue, status: dict[str, Any],
+                               after: int) -> AsyncGenerator[TaskEvent, None]:
+        """A finished task's events, read at once; its terminal event rebuilt from the
+        record if the stream lacks it (trimmed, or its sender died before sending it)."""
+        cursor = after
+        while True:
+            entries = await queue.read_stream(status["task_id"], cursor)
+            for cursor, raw in entries:
+                event = TaskEvent.from_json(cursor, raw)
+                yield event
+                if event.terminal:
+                    return
+            if not entries:
+                break
+        kind = {"completed": EventType.TASK_COMPLETED, "failed": EventType.TASK_FAILED,
+                "cancelled": EventType.TASK_CANCELLED}[status["status"]]
+        try:
+            task = AITask.from_dict(status)
+        except (TypeError, ValueError):  # a corrupt record: what it says of itself
+            task = AITask(task_id=status["task_id"], user_id=0, request_type="",
+                          request_data={}, status=TaskStatus(status["status"]),
+                          error_type=status.get("error_type"),
+                          error_message=status.get("error_message"))
+        yield TaskEvent.from_json(cursor, envelope(kind, task, origin="record",
+                                                   ts=task.completed_at or 0.0))
+
     async def hear_others(self) -> None:
         """Listen to other processes' events now, and return once they reach this process.
 
@@ -347,26 +448,60 @@ class AsyncAIProcessor:
         """
         await self.bus.hear_others()
 
-    async def cancel_task(self, task_id: str) -> bool:
+    async def cancel_task(self, task_id: str, *, user_id: int | str | None = None) -> bool:
         """Cancel a queued, waiting or running task (in any process).
 
         Returns:
             True if it is now cancelled; False if it had already finished or is unknown.
+
+        Raises:
+            TaskAccessError: `user_id` is given and the task is another user's.
         """
-        queue = self._queue()
-        done, previous, fields = await queue.cancel(task_id, self.clock.now())
-        if not done:
+        self._queue()
+        for _ in range(10):  # again only if the task moved on between the read and the cancel
+            done, previous, task = await self._cancel_once(task_id, user_id)
+            if done != 2:
+                break
+        else:
+            raise ProcessorError(f"task {task_id!r} kept changing; cancel it again")
+        if done != 1:
             return False
         if previous == "processing" and self.pool is not None:
-            self.pool.cancel_local(task_id)
-        try:
-            task = task_from_record(task_id, fields)
-        except (KeyError, ValueError):  # cancelled; a record this corrupt has no event
-            return True
-        self.bus.fire("task_cancelled", task)
-        if self.settings.publish_events:
-            await self._publish("task_cancelled", task)
+            await self.pool.stop_local(task_id)
+        if task is not None:
+            self.bus.fire(EventType.TASK_CANCELLED, task)
         return True
+
+    async def _cancel_once(self, task_id: str, user_id: int | str | None,
+                           ) -> tuple[int, str | None, AITask | None]:
+        """Read the record, check its owner, build the task_cancelled event from it, and
+        cancel if the task is still as read: (1 done | 0 not | 2 changed, status, task)."""
+        queue = self._queue()
+        try:
+            fields = await queue.record(task_id)
+        except ValueError:  # its key is not a task record: nothing to cancel
+            return 0, "corrupt", None
+        if not fields:
+            return 0, None, None
+        try:
+            task: AITask | None = task_from_record(task_id, fields)
+        except (KeyError, ValueError):
+            task = None  # a corrupt record can be cancelled, not announced
+        if user_id is not None and (task is None or task.user_id != user_id):
+            raise TaskAccessError(f"task {task_id!r} is not user {user_id!r}'s")
+        if task is not None and task.status.finished:
+            return 0, task.status.value, None
+        now = self.clock.now()
+        event = ""
+        if task is not None:
+            task = task.copy(status=TaskStatus.CANCELLED, completed_at=now,
+                             error_type=None, error_message=None)
+            if self.settings.publish_events:
+                event = envelope(EventType.TASK_CANCELLED, task, origin=self.worker_id, ts=now)
+        done, previous, _ = await queue.cancel(
+            task_id, now, seen=(fields.get("status", ""), fields.get("deliveries", "0")),
+            envelope=event, publish=self.settings.publish_events)
+        return done, previous, task
 
     def add_callback(self, event_type: str, callback: Callable[[AITask], Any]) -> None:
         """Call `callback(task)` on every `event_type` event (sync or async callables).
@@ -390,11 +525,6 @@ class AsyncAIProcessor:
         return await self._queue().dead_letters(count)
 
     # -- plumbing ----------------------------------------------------------------------------
-    async def _publish(self, event: str, task: AITask) -> None:
-        assert self.redis is not None
-        await self.redis.publish(self.keys.events,
-                                 message_json(self.worker_id, [event_json(event, task)]))
-
     def _on_remote_cancel(self, task_id: str) -> None:
         if self.pool is not None:
             self.pool.cancel_local(task_id)

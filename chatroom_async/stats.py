@@ -38,7 +38,11 @@ def build_stats(counts: QueueCounts, metrics: LocalMetrics, *, now: float, local
         "cancelled_tasks": int(c.get("cancelled_tasks", 0)),
         "retried_tasks": int(c.get("retried_tasks", 0)),
         "reclaimed_tasks": int(c.get("reclaimed_tasks", 0)),
-        "dead_lettered": int(c.get("dead_lettered", 0)),
+        # Every failed task goes to the dead-letter list (capped at `dead_letter_cap`, so
+        # `dead_letters` may be less); those failed for too many deliveries are counted too.
+        "dead_lettered": failed,
+        "delivery_limit_exceeded": int(c.get("delivery_limit_exceeded", 0)),
+        "handed_back": int(c.get("handed_back", 0)),
         "dead_letters": counts.dead_letters,
         "garbage": counts.garbage,
         "queue_depth": depth,

@@ -65,10 +65,14 @@ def _opt_float(value: Any) -> float | None:
 class AITask:
     """One AI request and everything known about its processing.
 
-    The chapter's fields, plus `deliveries` (how many times a worker claimed it; more than
-    `retry_count + 1` means a worker died holding it), `error_type` (the error's class name,
-    so a client can tell a timeout from a content filter), `cached` (answered from the
-    response cache) and `progress` (the latest streamed chunk, on `task_progress` events).
+    The chapter's fields, plus `deliveries` (how many times a worker claimed it: each claim
+    is an attempt, numbered 1, 2...; more than `retry_count + handed_back + 1` means a
+    worker died holding it), `handed_back` (claims a stopping worker gave back unfinished;
+    not held against the delivery limit), `error_type` (the error's class name, so a client
+    can tell a timeout from a content filter; set only while the task is retrying or failed),
+    `cached` (answered from the response cache), `progress` (the streamed chunk, on
+    `task_progress` events) and `partial_text` (the text streamed so far by attempt
+    `partial_attempt`: while it runs, and kept when that attempt failed or was cancelled).
     """
 
     task_id: str
@@ -89,6 +93,9 @@ class AITask:
     deliveries: int = 0
     cached: bool = False
     progress: dict[str, Any] | None = field(default=None, compare=False)
+    handed_back: int = 0
+    partial_text: str | None = None
+    partial_attempt: int = 0
 
     def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
         """A JSON-safe dict: enums become their values.
@@ -177,9 +184,13 @@ def _copy_json(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value))
 
 
-def status_dict(task: AITask, *, copy: bool = True) -> dict[str, Any]:
-    """What `get_task_status` returns (and a lifecycle event carries): `to_dict` without the
-    progress field. `copy=False` shares the nested dicts, for a dict serialised at once."""
+def status_dict(task: AITask, *, copy: bool = True, partial: bool = True) -> dict[str, Any]:
+    """What `get_task_status` returns (and, with `partial=False`, what a lifecycle event
+    carries): `to_dict` without the progress field. `copy=False` shares the nested dicts,
+    for a dict serialised at once."""
     data = task.to_dict(copy=copy)
     data.pop("progress", None)
+    if not partial:
+        data.pop("partial_text", None)
+        data.pop("partial_attempt", None)
     return data

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chatroom_async import AITask, AsyncAIProcessor, ProcessorError, TaskStatus
-from chatroom_async.events import EventBus, event_json, message_json
+from chatroom_async.events import EventBus, envelope, message_json
 from chatroom_async.store.keys import Keys
 from chatroom_async.store.queue import TaskQueue
 from tests.conftest import Gate, MakeProcessor
@@ -26,7 +26,7 @@ def task(task_id: str, status: TaskStatus) -> AITask:
 
 
 def message(*events: tuple[str, AITask], origin: str = "elsewhere") -> str:
-    return message_json(origin, [event_json(name, t) for name, t in events])
+    return message_json([envelope(name, t, origin=origin, ts=0.0) for name, t in events])
 
 
 @pytest.fixture
@@ -250,3 +250,31 @@ async def test_stopping_during_a_wait_says_so(make_processor: MakeProcessor) -> 
         await client.stop()
         with pytest.raises(ProcessorError, match="stopped"):
             await waiting
+
+
+def test_event_types_are_one_enum_and_the_tuple_of_its_values() -> None:
+    from chatroom_async import EVENT_TYPES, EventType
+
+    assert EVENT_TYPES == tuple(e.value for e in EventType)
+    assert {"task_started", "task_completed", "task_failed", "task_progress"} <= set(EVENT_TYPES)
+    assert EventType("task_handed_back") is EventType.TASK_HANDED_BACK
+    assert [e for e in EventType if e.terminal] == [EventType.TASK_COMPLETED,
+                                                    EventType.TASK_FAILED,
+                                                    EventType.TASK_CANCELLED]
+
+
+def test_the_envelope_is_json_whatever_the_values() -> None:
+    import orjson
+
+    from chatroom_async import TaskEvent
+
+    odd = 'host"},{"x":1}\n\\'
+    t = task('a"b', TaskStatus.COMPLETED)
+    t.user_id = 'user "quoted"'
+    raw = envelope("task_completed", t, origin=odd, ts=1.5)
+    data = orjson.loads(raw)
+    assert data["origin"] == odd and data["task"]["user_id"] == 'user "quoted"'
+    assert list(data) == ["origin", "type", "task_id", "attempt", "ts", "task"]
+    event = TaskEvent.from_json(7, raw)
+    assert event.cursor == 7 and event.terminal and event.task_id == 'a"b'
+    assert orjson.loads(message_json([raw, raw])) == [data, data]

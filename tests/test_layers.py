@@ -40,9 +40,9 @@ ALLOWED = {
     "stats": {"core"} | {"store"},
     "processor": {"core"} | {"store", "worker", "events", "stats"},
     "simulation": {"core"} | {"processor", "simulated", "events", "stats"},
-    # dashboard: `simulate --plot` (an edge, imported only when asked for)
+    # dashboard: `simulate --plot`; chat: `serve` (edges, imported only when asked for)
     "cli": {"core"} | {"processor", "simulated", "simulation", "demo", "events", "providers",
-                       "cli_errors", "grading", "dashboard"},
+                       "cli_errors", "grading", "dashboard", "chat"},
     "cli_errors": {"core"},
     "demo": {"core"} | {"processor", "simulated", "events"},
     "__init__": {"core"} | {"processor", "simulated", "simulation", "events", "stats"},

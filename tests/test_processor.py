@@ -330,9 +330,10 @@ async def test_streamed_chunks_become_progress_events(make_processor: MakeProces
     task_id = await client.submit_task(**CHAT)
     final = await client.wait_for_task(task_id, timeout=10)
     assert final["result"] == {"response": "你好！"}
-    assert local == ["你", "好", "！"]
-    await wait_until(lambda: len(remote) == 3, done)
-    assert remote == local
+    assert local == ["你", "好", "！"]  # this process's callbacks get every chunk
+    # Other processes get them coalesced (worker/chunks.py): the same text in fewer events.
+    await wait_until(lambda: "".join(remote) == "你好！", done)
+    assert 1 <= len(remote) <= 3
 
 
 async def test_response_cache_skips_the_backend(make_processor: MakeProcessor) -> None:

@@ -5,6 +5,8 @@ tests and benchmarks can share a server and clean up only their own keys. No oth
 concatenates key names.
 
     {ns}:task:{task_id}   hash   the task record, from submit until its TTL after finishing
+    {ns}:stream:{task_id} stream the task's events, ids 0-1, 0-2... (the follow cursor); capped,
+                                 and expiring stream_ttl_s after the task has finished
     {ns}:ready            zset   tasks waiting to run; score from the scheduler, lowest first
     {ns}:inflight         zset   claimed tasks; score = lease deadline (epoch seconds)
                                  (and one +inf anchor member: see lua/claim.lua)
@@ -19,7 +21,9 @@ concatenates key names.
     {ns}:provider         hash   the provider's shared limits: bucket levels, a 429's pause
     {ns}:provider:calls   zset   AI calls in flight; score = the call's lease deadline
     {ns}:provider:free    list   wake-ups for workers waiting for a call slot
-    {ns}:events           channel  lifecycle and progress events, JSON
+    {ns}:follow:{origin}  stream wakes one process's follow reader when it follows more tasks
+    {ns}:events           channel  lifecycle events, a JSON array of envelopes (docs/events.md)
+    {ns}:progress         channel  progress events, likewise: only for task_progress callbacks
     {ns}:cancel           channel  ids of running tasks to cancel
 """
 
@@ -45,6 +49,16 @@ class Keys:
 
     def task(self, task_id: str) -> str:
         return f"{self.namespace}:task:{task_id}"
+
+    def stream(self, task_id: str) -> str:
+        return f"{self.namespace}:stream:{task_id}"
+
+    @property
+    def stream_prefix(self) -> str:
+        return f"{self.namespace}:stream:"
+
+    def follow_control(self, origin: str) -> str:
+        return f"{self.namespace}:follow:{origin}"
 
     def control(self, worker_id: str) -> str:
         return f"{self.namespace}:ctl:{worker_id}"
@@ -87,6 +101,10 @@ class Keys:
     @property
     def events(self) -> str:
         return f"{self.namespace}:events"
+
+    @property
+    def progress(self) -> str:
+        return f"{self.namespace}:progress"
 
     @property
     def cancel(self) -> str:

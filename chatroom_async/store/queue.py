@@ -17,7 +17,9 @@ from .keys import Keys
 from .lane import Lane
 from .reading import CorruptRecordError, garbage_entry, int_counts, number, score
 
-_SCRIPTS = ("enqueue", "claim", "finish", "renew", "release", "cancel", "limit")
+_SCRIPTS = ("enqueue", "claim", "finish", "renew", "release", "cancel", "limit", "emit")
+# The scripts that send events start with lua/stream.lua's two helpers.
+_WITH_STREAM_LIB = ("finish", "release", "cancel", "emit")
 
 # finish.lua then claim.lua in one call: a worker at full load records what ended and takes
 # new tasks for the freed slots in one round trip. Each script body becomes a local function
@@ -52,7 +54,9 @@ def _load(name: str) -> str:
 
 
 #: Every script this package runs, by name: the files of `lua/` and their composition.
-SOURCES: dict[str, str] = {name: _load(name) for name in _SCRIPTS}
+SOURCES: dict[str, str] = {
+    name: (_load("stream") + "\n" if name in _WITH_STREAM_LIB else "") + _load(name)
+    for name in _SCRIPTS}
 SOURCES["finish_claim"] = _FINISH_CLAIM.format(finish=SOURCES["finish"], claim=SOURCES["claim"])
 
 
@@ -69,6 +73,7 @@ class Claimed:
     token: str
     score: float  # its place in the ready set: lower runs first
     rate_limited: int = 0  # earlier attempts a provider's rate limit ended
+    handed_back: int = 0  # earlier claims handed back by a stopping worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,18 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Emit:
+    """One event for `emit`: sent only while `token` is the task's lease (if not "")."""
+
+    task_id: str
+    token: str
+    kind: str  # "event" | "end" (terminal) | "progress"
+    attempt: int
+    text: str  # a progress chunk's text, appended to the record's partial text
+    envelope: str
+
+
+@dataclass(frozen=True, slots=True)
 class QueueCounts:
     ready_by_priority: dict[int, int]
     in_flight: int
@@ -110,14 +127,19 @@ class TaskQueue:
         keys: the namespace's key names.
         result_ttl_s: how long a finished record stays readable.
         dead_letter_cap: the dead-letter list keeps the newest this many ids.
+        stream_cap: a task's event stream keeps about the newest this many events.
+        stream_ttl_s: how long a finished task's event stream stays (at most the record's).
     """
 
     def __init__(self, redis: Redis, keys: Keys, *, result_ttl_s: float = 3600.0,
-                 dead_letter_cap: int = 10_000) -> None:
+                 dead_letter_cap: int = 10_000, stream_cap: int = 10_000,
+                 stream_ttl_s: float = 600.0) -> None:
         self.redis = redis
         self.keys = keys
         self.result_ttl = max(1, int(result_ttl_s))
         self.dead_letter_cap = dead_letter_cap
+        self.stream_cap = stream_cap
+        self.stream_ttl = max(1, int(min(stream_ttl_s, result_ttl_s)))
         self._scripts = {name: redis.register_script(source) for name, source in SOURCES.items()}
         # One lane per hot caller: submitters, the fetcher (claims, and its blocking wait
         # on a lane of its own), the outbox.
@@ -184,40 +206,43 @@ class TaskQueue:
         tasks = [
             Claimed(claimed[i], claimed[i + 1], claimed[i + 2], claimed[i + 3], claimed[i + 4],
                     int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}", score(claimed[i + 6]),
-                    int(claimed[i + 7]))
-            for i in range(0, len(claimed), 8)
+                    int(claimed[i + 7]), int(claimed[i + 8]))
+            for i in range(0, len(claimed), 9)
         ]
         return ClaimResult(tasks, list(dead), float(next_due) if next_due else None,
                            int(remaining))
 
-    async def finish(self, outcomes: list[Outcome], *, origin: str, publish: bool = True,
-                     started: list[str] | None = None) -> list[bool]:
-        """Record a batch of outcomes; each only if its lease is still held. With `publish`,
-        the recorded ones' events go out in one message, after the `started` events."""
+    async def finish(self, outcomes: list[Outcome], *, publish: bool = True,
+                     started: list[Emit] | None = None) -> list[bool]:
+        """Record a batch of outcomes; each only if its lease is still held. The recorded
+        ones' events go to their streams and, with `publish`, out in one message, after the
+        `started` events (each sent only while its lease holds)."""
         recorded = await self._run("finish", "finish", self._finish_keys(publish),
-                                   self._finish_args(outcomes, origin, started))
+                                   self._finish_args(outcomes, started))
         return [bool(r) for r in recorded]
 
-    async def finish_and_claim(self, outcomes: list[Outcome], *, origin: str, publish: bool,
+    async def finish_and_claim(self, outcomes: list[Outcome], *, publish: bool,
                                now: float, lease_s: float, max_count: int, worker_id: str,
                                extra_deliveries: int, sweep: bool = True,
-                               started: list[str] | None = None,
+                               started: list[Emit] | None = None,
                                ) -> tuple[list[bool], ClaimResult]:
         """`finish`, then `claim` for the freed slots, atomically and in one round trip."""
         recorded, reply = await self._run(
             "finish_claim", "finish", self._finish_keys(publish) + self._claim_keys(),
             self._claim_args(now, lease_s, max_count, worker_id, extra_deliveries, sweep)
-            + self._finish_args(outcomes, origin, started))
+            + self._finish_args(outcomes, started))
         return [bool(r) for r in recorded], self._claim_result(reply, worker_id)
 
     def _finish_keys(self, publish: bool) -> list[str]:
         k = self.keys
         return [k.inflight, k.delayed, k.wake, k.stats, k.dead, k.events if publish else ""]
 
-    def _finish_args(self, outcomes: list[Outcome], origin: str,
-                     started: list[str] | None) -> list[Any]:
-        args: list[Any] = [self.result_ttl, self.keys.task_prefix, origin, self.dead_letter_cap,
-                           ",".join(started) if started else ""]
+    def _finish_args(self, outcomes: list[Outcome], started: list[Emit] | None) -> list[Any]:
+        started = started or []
+        args: list[Any] = [self.result_ttl, self.keys.task_prefix, self.keys.stream_prefix,
+                           self.dead_letter_cap, self.stream_cap, self.stream_ttl, len(started)]
+        for e in started:
+            args += [e.task_id, e.token, e.envelope]
         for o in outcomes:
             args += [o.task_id, o.token, o.kind, "" if o.due is None else repr(o.due),
                      repr(o.seconds), len(o.fields)]
@@ -226,9 +251,21 @@ class TaskQueue:
             args.append(o.event_json)
         return args
 
-    async def publish_event(self, message: str) -> None:
-        """Publish on the events channel, in order with this worker's `finish` calls."""
-        await self._lanes["finish"].execute("PUBLISH", self.keys.events, message)
+    async def emit(self, events: list[Emit], *, publish: bool = True,
+                   lane: str | None = None) -> list[bool]:
+        """Append events to their tasks' streams and (with `publish`) publish them: the
+        lifecycle ones on the events channel, the progress ones on the progress channel.
+        On `lane="finish"` they go in order with this worker's `finish` calls."""
+        k = self.keys
+        args: list[Any] = [k.task_prefix, k.stream_prefix, self.stream_cap, self.stream_ttl]
+        for e in events:
+            args += [e.task_id, e.token, e.kind, e.attempt, e.text, e.envelope]
+        keys = [k.events, k.progress] if publish else ["", ""]
+        if lane is not None:
+            sent = await self._run("emit", lane, keys, args)
+        else:
+            sent = await self._scripts["emit"](keys=keys, args=args)
+        return [bool(x) for x in sent]
 
     async def renew(self, leases: list[tuple[str, str]], deadline: float) -> list[str]:
         """Extend the given (task_id, token) leases to `deadline`; return the lost ids."""
@@ -237,25 +274,45 @@ class TaskQueue:
             args += [task_id, token]
         return list(await self._scripts["renew"](keys=[self.keys.inflight], args=args))
 
-    async def release(self, leases: list[tuple[str, str]]) -> int:
-        """Put held tasks back in the ready set; returns how many went back."""
+    async def release(self, leases: list[tuple[str, str, str]], *, publish: bool = True) -> int:
+        """Put held tasks back in the ready set, given (task_id, token, task_handed_back
+        envelope or "") triples; returns how many went back."""
         k = self.keys
-        args: list[Any] = [k.task_prefix]
-        for task_id, token in leases:
-            args += [task_id, token]
+        args: list[Any] = [k.task_prefix, k.stream_prefix, self.stream_cap]
+        for triple in leases:
+            args += triple
         return int(await self._scripts["release"](
-            keys=[k.inflight, k.ready, k.wake, k.depth], args=args))
+            keys=[k.inflight, k.ready, k.wake, k.depth, k.stats, k.events if publish else ""],
+            args=args))
 
-    async def cancel(self, task_id: str, now: float) -> tuple[bool, str | None, dict[str, str]]:
-        """Cancel wherever the task is. Returns (done, previous status, record after)."""
+    async def cancel(self, task_id: str, now: float, *, seen: tuple[str, str] | None = None,
+                     envelope: str = "", publish: bool = True
+                     ) -> tuple[int, str | None, dict[str, str]]:
+        """Cancel wherever the task is, if it is still as read: `seen` is its (status,
+        deliveries) then, `envelope` its task_cancelled event. Returns (1 done, 0 unknown
+        or finished, 2 changed since read; the status; the record after)."""
         k = self.keys
         reply = await self._scripts["cancel"](
-            keys=[k.task(task_id), k.ready, k.delayed, k.inflight, k.stats, k.depth, k.cancel],
-            args=[repr(now), self.result_ttl, task_id])
-        if not reply[0]:
-            return False, reply[1] if len(reply) > 1 else None, {}
+            keys=[k.task(task_id), k.ready, k.delayed, k.inflight, k.stats, k.depth, k.cancel,
+                  k.stream(task_id), k.events if publish else ""],
+            args=[repr(now), self.result_ttl, task_id, *(seen or ("", "")), self.stream_cap,
+                  envelope, self.stream_ttl])
+        if reply[0] != 1:
+            return int(reply[0]), reply[1] if len(reply) > 1 else None, {}
         flat = reply[2]
-        return True, reply[1], dict(zip(flat[::2], flat[1::2], strict=True))
+        return 1, reply[1], dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def last_cursor(self, task_id: str) -> int:
+        """The cursor of the task's newest event (0 when it has none)."""
+        last: Any = await self.redis.xrevrange(self.keys.stream(task_id), count=1)
+        return int(str(last[0][0]).rpartition("-")[2]) if last else 0
+
+    async def read_stream(self, task_id: str, after: int, count: int = 1000
+                          ) -> list[tuple[int, str]]:
+        """A task's events after cursor `after`, without blocking: (cursor, envelope)."""
+        entries: Any = await self.redis.xrange(self.keys.stream(task_id), f"0-{after + 1}",
+                                               "+", count=count)
+        return [(int(str(eid).rpartition("-")[2]), str(fields["e"])) for eid, fields in entries]
 
     async def record(self, task_id: str) -> dict[str, str]:
         """The task's hash, empty if unknown.

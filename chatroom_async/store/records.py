@@ -14,9 +14,12 @@ Python that writes outcomes builds its fields here (`completed_fields`, `failed_
     score        float: its place in the ready set (the scheduler's), for a retry or a
                  hand-back to come back to the same place      enqueue.lua
     retry_count  int: retries scheduled so far           enqueue.lua, retrying_fields
-    deliveries   int: claims so far (a worker took it)   enqueue.lua, claim.lua
+    deliveries   int: claims so far (a worker took it; each claim is an attempt, and the
+                 attempt number of its events)       enqueue.lua, claim.lua
     rate_limited int: attempts a provider's rate limit (429) ended; they retry on a
                  budget of their own and add to the delivery limit   rate_limited_fields
+    handed_back  int: claims a stopping worker gave back unfinished (not held against the
+                 delivery limit)                         release.lua
     status       TaskStatus value                        every script; the outcome builders
     lease        the holder's token, '' when none        claim.lua, finish.lua, release.lua,
                                                          cancel.lua
@@ -24,9 +27,14 @@ Python that writes outcomes builds its fields here (`completed_fields`, `failed_
     completed_at float seconds: when it ended            finish/cancel/claim.lua (dead)
     result       JSON: the AI's result                   completed_fields
     cached       "1" when the result came from the cache completed_fields
-    error        JSON {error_type, error_message, ...}: the latest error
+    error        JSON {error_type, error_message, ...}: why the task is retrying or failed;
+                 '' once it completed or was cancelled (no stale error)
                                                          failed_fields, retrying_fields,
+                                                         completed_fields, cancel.lua,
                                                          claim.lua (DeliveryLimitExceeded)
+    partial      the text streamed so far by attempt `partial_attempt` (kept after a failure
+                 or a cancel)                            emit.lua
+    partial_attempt  int: the attempt `partial` belongs to   emit.lua
 """
 
 from __future__ import annotations
@@ -38,13 +46,13 @@ from ..task import AITask, TaskPriority, TaskStatus
 #: Every field a record can hold (the table above).
 FIELDS = frozenset({"spec", "priority", "max_retries", "score", "retry_count", "deliveries",
                     "status", "lease", "started_at", "completed_at", "result", "cached",
-                    "error", "rate_limited"})
+                    "error", "rate_limited", "handed_back", "partial", "partial_attempt"})
 
 
 def completed_fields(now: float, result_json: str, *, cached: bool) -> dict[str, str]:
     """The fields a successful attempt records."""
     fields = {"status": TaskStatus.COMPLETED.value, "completed_at": repr(now),
-              "result": result_json}
+              "result": result_json, "error": ""}  # an earlier attempt's error is past
     if cached:
         fields["cached"] = "1"
     return fields
@@ -117,6 +125,10 @@ def task_from_record(task_id: str, fields: dict[str, str]) -> AITask:
         task.error_type = error.get("error_type")
         task.error_message = error.get("error_message")
     task.cached = fields.get("cached") == "1"
+    task.handed_back = int(fields.get("handed_back") or 0)
+    if task.status is not TaskStatus.COMPLETED and "partial" in fields:
+        task.partial_text = fields["partial"]
+        task.partial_attempt = int(fields.get("partial_attempt") or 0)
     return task
 
 

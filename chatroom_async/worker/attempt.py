@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -19,15 +19,14 @@ import orjson
 from ..backend import AIBackend, AIRequest
 from ..clock import Clock
 from ..errors import AIError, AITimeoutError, BadRequestError, RateLimitError, classify
-from ..events import EventBus, event_json
+from ..events import EventBus, EventType, envelope
 from ..retry import RetryPolicy
 from ..store.cache import ResponseCache
 from ..store.limiter import ProviderLimiter
-from ..store.queue import Outcome
+from ..store.queue import Emit, Outcome, TaskQueue
 from ..store.records import completed_fields, failed_fields, rate_limited_fields, retrying_fields
 from ..task import AITask, TaskStatus
-
-Publish = Callable[[str, AITask], Awaitable[None]]
+from .chunks import ChunkCoalescer
 
 log = logging.getLogger("chatroom_async.worker.attempt")
 
@@ -41,27 +40,32 @@ class Attempt:
         retry: the backoff policy.
         rng: jitter source (seeded for reproducible runs).
         bus: local event delivery, for progress.
-        publish: sends one event to other processes (None: don't).
+        queue: where events are written (None: nowhere; nothing is followed then).
+        publish: also publish progress on the namespace's progress channel.
         cache: the response cache, or None.
         stream: use `backend.stream()` when the backend has one.
+        coalesce_s: the least time between two progress writes (`chunks.py`).
         limiter: the provider's shared limits, waited for before each call (None: none).
     """
 
     def __init__(self, *, backend: AIBackend, clock: Clock, retry: RetryPolicy,
-                 rng: random.Random, bus: EventBus, publish: Publish | None,
-                 cache: ResponseCache | None, stream: bool,
+                 rng: random.Random, bus: EventBus, queue: TaskQueue | None, publish: bool,
+                 cache: ResponseCache | None, stream: bool, coalesce_s: float = 0.05,
                  limiter: ProviderLimiter | None = None) -> None:
         self.backend, self.clock, self.retry, self.rng = backend, clock, retry, rng
-        self.bus, self.publish, self.cache = bus, publish, cache
+        self.bus, self.queue, self.publish, self.cache = bus, queue, publish, cache
         self.stream = stream and callable(getattr(backend, "stream", None))
+        self.coalesce_s = coalesce_s
         self.limiter = limiter
 
     async def run(self, task: AITask, token: str,
-                  rate_limited: int = 0) -> tuple[Outcome, str, AITask]:
+                  rate_limited: int = 0, ready: Awaitable[object] | None = None,
+                  ) -> tuple[Outcome, str, AITask]:
         """Run one attempt; return the outcome to record, its event and the final task.
 
         `rate_limited` counts the task's earlier attempts a provider's rate limit ended:
-        those retry on a budget of their own (`RetryPolicy.rate_limit_delay`).
+        those retry on a budget of their own (`RetryPolicy.rate_limit_delay`). `ready` is
+        awaited before the first progress write (the attempt's "started" event is out).
         """
         try:
             hit = await self._cache_get(task) if self.cache is not None else None
@@ -73,7 +77,7 @@ class Attempt:
                                 task.user_id, task.request_type, task.request_data)
             async with self._provider_turn(request, token):  # its wait is not the AI's time
                 async with asyncio.timeout(task.timeout):
-                    result = await self._call(task, request)
+                    result = await self._call(task, request, token, ready)
             return self._completed(task, token, result, False)
         except TimeoutError:
             error: AIError = AITimeoutError(f"no answer within the task timeout of "
@@ -105,9 +109,10 @@ class Attempt:
             except Exception as exc:  # noqa: BLE001 - the slot's lease frees it later
                 log.warning("could not release a provider call slot: %r", exc)
 
-    async def _call(self, task: AITask, request: AIRequest) -> dict[str, Any]:
+    async def _call(self, task: AITask, request: AIRequest, token: str,
+                    ready: Awaitable[object] | None) -> dict[str, Any]:
         if self.stream:
-            result = await self._stream(task, request)
+            result = await self._stream(task, request, token, ready)
         else:
             result = await self.backend.complete(request)
         if not isinstance(result, dict):
@@ -128,27 +133,43 @@ class Attempt:
             log.warning("response cache unavailable, calling the backend: %r", exc)
             return None
 
-    async def _stream(self, task: AITask, request: AIRequest) -> dict[str, Any]:
+    async def _stream(self, task: AITask, request: AIRequest, token: str,
+                      ready: Awaitable[object] | None) -> dict[str, Any]:
         final: dict[str, Any] | None = None
-        async with aclosing(self.backend.stream(request)) as chunks:  # type: ignore[attr-defined]
-            async for chunk in chunks:
-                if chunk.result is not None:
-                    final = dict(chunk.result)
-                if not chunk.text and chunk.finish_reason is None:
-                    continue
-                progress = {"index": chunk.index, "text": chunk.text,
-                            "finish_reason": chunk.finish_reason}
-                snapshot = task.copy(progress=progress)
-                if self.bus.has_callbacks("task_progress"):
-                    self.bus.fire("task_progress", snapshot)
-                if self.publish is not None:
-                    try:
-                        await self.publish("task_progress", snapshot)
-                    except Exception as exc:  # noqa: BLE001 - progress is best effort
-                        log.warning("task %s: progress not published: %r", task.task_id, exc)
+        writer = None
+        if self.queue is not None:
+            writer = ChunkCoalescer(lambda p: self._write(task, token, p),
+                                    interval_s=self.coalesce_s, ready=ready)
+        try:
+            async with aclosing(self.backend.stream(request)) as chunks:  # type: ignore[attr-defined]
+                async for chunk in chunks:
+                    if chunk.result is not None:
+                        final = dict(chunk.result)
+                    if not chunk.text and chunk.finish_reason is None:
+                        continue
+                    if writer is not None:
+                        writer.add(chunk)
+                    if self.bus.has_callbacks(EventType.TASK_PROGRESS):
+                        progress = {"index": chunk.index, "count": 1, "text": chunk.text,
+                                    "finish_reason": chunk.finish_reason}
+                        self.bus.fire(EventType.TASK_PROGRESS, task.copy(progress=progress))
+        except BaseException:
+            if writer is not None:  # what arrived before the failure is still written
+                await asyncio.shield(writer.settle())
+            raise
+        if writer is not None:
+            await writer.close()
         if final is None:
             raise BadRequestError("the stream ended without a final chunk carrying the result")
         return final
+
+    async def _write(self, task: AITask, token: str, progress: dict[str, Any]) -> None:
+        """One coalesced chunk to the task's stream (while this attempt holds the lease)."""
+        assert self.queue is not None
+        event = envelope(EventType.TASK_PROGRESS, task.copy(progress=progress),
+                         origin=self.bus.origin, ts=self.clock.now())
+        await self.queue.emit([Emit(task.task_id, token, "progress", task.deliveries,
+                                    progress["text"], event)], publish=self.publish)
 
     def _completed(self, task: AITask, token: str, result: dict[str, Any],
                    cached: bool) -> tuple[Outcome, str, AITask]:
@@ -158,10 +179,10 @@ class Attempt:
         except TypeError as exc:
             return self._failed(task, token, BadRequestError(f"result is not JSON: {exc}"))
         final = task.copy(status=TaskStatus.COMPLETED, completed_at=now, result=result,
-                          cached=cached)
+                          cached=cached, error_type=None, error_message=None)
         fields = completed_fields(now, result_json, cached=cached)
         outcome = Outcome(task.task_id, token, "completed", fields,
-                          self._event("task_completed", final),
+                          self._event(EventType.TASK_COMPLETED, final),
                           seconds=now - (task.started_at or now))
         return outcome, "task_completed", final
 
@@ -175,21 +196,23 @@ class Attempt:
             final = task.copy(status=TaskStatus.RETRYING, **common)
             fields = rate_limited_fields(rate_limited + 1, error_json)
             return (Outcome(task.task_id, token, "retry", fields,
-                            self._event("task_retrying", final), due=now + wait),
+                            self._event(EventType.TASK_RETRYING, final), due=now + wait),
                     "task_retrying", final)
         delay = self.retry.next_delay(error, task.retry_count, task.max_retries, self.rng)
         if delay is None:
             final = task.copy(status=TaskStatus.FAILED, completed_at=now, **common)
             fields = failed_fields(now, error_json)
             return (Outcome(task.task_id, token, "failed", fields,
-                            self._event("task_failed", final)), "task_failed", final)
+                            self._event(EventType.TASK_FAILED, final)), "task_failed", final)
         retries = task.retry_count + 1
         final = task.copy(status=TaskStatus.RETRYING, retry_count=retries, **common)
         fields = retrying_fields(retries, error_json)
         return (Outcome(task.task_id, token, "retry", fields,
-                        self._event("task_retrying", final), due=now + delay),
+                        self._event(EventType.TASK_RETRYING, final), due=now + delay),
                 "task_retrying", final)
 
-    def _event(self, event: str, task: AITask) -> str:
-        """The event's JSON for other processes, or nothing when nobody is told."""
-        return event_json(event, task) if self.publish is not None else ""
+    def _event(self, event: EventType, task: AITask) -> str:
+        """The event's envelope, or nothing when no events are sent."""
+        if self.queue is None:
+            return ""
+        return envelope(event, task, origin=self.bus.origin, ts=self.clock.now())

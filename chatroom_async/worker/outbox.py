@@ -16,9 +16,8 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from ..clock import Clock
-from ..events import message_json
 from ..settings import ProcessorSettings
-from ..store.queue import ClaimResult, Outcome, TaskQueue
+from ..store.queue import ClaimResult, Emit, Outcome, TaskQueue
 from .slots import SlotLedger
 
 log = logging.getLogger("chatroom_async.worker")  # the pool's logger, as before the move
@@ -72,17 +71,21 @@ class Outbox:
         self.queue, self.slots, self.settings, self.clock = queue, slots, settings, clock
         self.origin, self.worker_id = origin, worker_id
         self._outcomes: list[tuple[Outcome, asyncio.Future[bool]]] = []
-        self._announce: list[str] = []  # "started" events, to leave ahead of any outcome
+        # "started" events, to leave ahead of any outcome, and the futures told once they left
+        self._announce: list[tuple[Emit, asyncio.Future[None]]] = []
         self._ready = asyncio.Event()
         # When the calls' claims must next promote due retries and reclaim expired leases:
         # at the earliest known due time, and at least every `_sweep_every_s`.
         self._sweep_at = float("-inf")
         self._sweep_every_s = min(1.0, settings.lease_s / 4)
 
-    def announce(self, event: str) -> None:
-        """Send a "started" event with the next call (or on its own when none comes)."""
-        self._announce.append(event)
+    def announce(self, event: Emit) -> asyncio.Future[None]:
+        """Send a "started" event with the next call (or on its own when none comes); the
+        future returned is done once it was sent (or could not be)."""
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._announce.append((event, sent))
         self._ready.set()
+        return sent
 
     async def submit(self, outcome: Outcome) -> bool:
         """Record an outcome with the next call; True if it was recorded (the lease was
@@ -123,7 +126,7 @@ class Outbox:
             claimed: ClaimResult | None = None
             now = self.clock.now()
             try:
-                recorded, claimed = await self._record(outcomes, now, started,
+                recorded, claimed = await self._record(outcomes, now, [e for e, _ in started],
                                                        places(outcomes))
             except Exception as exc:  # the leases will expire and the tasks run again
                 log.error("worker %s: could not record %d outcomes: %r", self.worker_id,
@@ -131,6 +134,8 @@ class Outbox:
                 recorded = [False] * len(batch)
                 # The "started" events are dropped, not sent again: the call may have
                 # published them, and a second copy would arrive after the task's end.
+            finally:
+                _tell(started)
             sent = Sent(outcomes, recorded, claimed, now, [f for _, f in batch])
             try:
                 yield sent
@@ -140,11 +145,14 @@ class Outbox:
     async def _publish_announcements(self) -> None:
         started, self._announce = self._announce, []
         try:
-            await self.queue.publish_event(message_json(self.origin, started))
+            await self.queue.emit([e for e, _ in started], lane="finish",
+                                  publish=self.settings.publish_events)
         except Exception as exc:  # events are best effort; the records are the truth
-            log.error("worker %s: could not publish started events: %r", self.worker_id, exc)
+            log.error("worker %s: could not send started events: %r", self.worker_id, exc)
+        finally:
+            _tell(started)
 
-    async def _record(self, outcomes: list[Outcome], now: float, started: list[str],
+    async def _record(self, outcomes: list[Outcome], now: float, started: list[Emit],
                       places: int) -> tuple[list[bool], ClaimResult | None]:
         """Record a batch (publishing `started` events ahead of its own); with places to
         fill, claim for them in the same call."""
@@ -153,14 +161,20 @@ class Outbox:
             if o.due is not None:
                 self._sweep_at = min(self._sweep_at, o.due)
         if places <= 0:
-            return await self.queue.finish(outcomes, origin=self.origin,
-                                           publish=publish, started=started), None
+            return await self.queue.finish(outcomes, publish=publish, started=started), None
         sweep = now >= self._sweep_at
         with self.slots.claim(places):  # until just before the pool places what came back
             recorded, result = await self.queue.finish_and_claim(
-                outcomes, origin=self.origin, publish=publish, now=now,
+                outcomes, publish=publish, now=now,
                 lease_s=self.settings.lease_s, max_count=places, worker_id=self.worker_id,
                 extra_deliveries=self.settings.extra_deliveries, sweep=sweep, started=started)
         if sweep:
             self.swept(now, result.next_due)
         return recorded, result
+
+
+def _tell(started: list[tuple[Emit, asyncio.Future[None]]]) -> None:
+    """The runs waiting for their "started" event to leave may write progress now."""
+    for _, sent in started:
+        if not sent.done():
+            sent.set_result(None)

@@ -32,10 +32,10 @@ from redis.exceptions import RedisError
 
 from ..clock import Clock
 from ..errors import CorruptTaskError
-from ..events import EventBus, event_json, message_json
+from ..events import EventBus, EventType, envelope
 from ..metrics import LocalMetrics
 from ..settings import ProcessorSettings
-from ..store.queue import Claimed, ClaimResult, Outcome, TaskQueue
+from ..store.queue import Claimed, ClaimResult, Emit, Outcome, TaskQueue
 from ..store.records import failed_fields, task_from_record, task_from_spec
 from ..task import AITask, TaskStatus
 from .attempt import Attempt
@@ -136,6 +136,7 @@ class WorkerPool:
             except ValueError as exc:
                 self._reject_corrupt(c, str(exc), now)
                 continue
+            task.handed_back = c.handed_back
             run = Run(task, c.token, c.score, rate_limited=c.rate_limited)
             self._supersede(task.task_id)
             if self.slots.slot_open() and not self._stopping:
@@ -160,7 +161,10 @@ class WorkerPool:
             # Sent with the next batch of outcomes (in the same message, ahead of them) or
             # on their own when there is none: other processes hear "started" before
             # anything later about the task, and the runs do not wait.
-            self.outbox.announce(event_json("task_started", run.task))
+            # (Its progress waits for it, to stay behind it in the task's stream.)
+            run.announced = self.outbox.announce(Emit(
+                run.task.task_id, run.token, "event", run.task.deliveries, "",
+                self._envelope(EventType.TASK_STARTED, run.task)))
         self.running[run.task.task_id] = run
         self.slots.occupy()
         run.handle = asyncio.create_task(self._run(run), name=f"task:{run.task.task_id}")
@@ -171,6 +175,9 @@ class WorkerPool:
         handle = asyncio.ensure_future(coro)
         self._side_tasks.add(handle)
         handle.add_done_callback(self._side_tasks.discard)
+
+    def _envelope(self, event: EventType, task: AITask) -> str:
+        return envelope(event, task, origin=self.bus.origin, ts=self.clock.now())
 
     def _reject_corrupt(self, c: Claimed, reason: str, now: float) -> None:
         """A record that does not parse fails at once and goes to the dead-letter list."""
@@ -183,13 +190,13 @@ class WorkerPool:
                               "error_message": reason}).decode()
         outcome = Outcome(c.task_id, c.token, "failed",
                           failed_fields(now, error),
-                          event_json=event_json("task_failed", task)
+                          event_json=self._envelope(EventType.TASK_FAILED, task)
                           if self.settings.publish_events else "")
         self._spawn(self._fail_corrupt(outcome, task))
 
     async def _fail_corrupt(self, outcome: Outcome, task: AITask) -> None:
         if await self.outbox.submit(outcome):
-            self.bus.fire("task_failed", task)
+            self.bus.fire(EventType.TASK_FAILED, task)
 
     async def _announce_dead(self, task_id: str) -> None:
         """Tell waiters and callbacks that the claim script failed a task (too many
@@ -201,19 +208,19 @@ class WorkerPool:
             task = AITask(task_id=task_id, user_id=0, request_type="", request_data={},
                           status=TaskStatus.FAILED, completed_at=self.clock.now(),
                           error_type="CorruptTaskError", error_message=str(exc))
-        if task is not None:
-            self.bus.fire("task_failed", task)
-            if self.settings.publish_events:
-                await self.queue.redis.publish(
-                    self.queue.keys.events,
-                    message_json(self.bus.origin, [event_json("task_failed", task)]))
+        self.bus.fire(EventType.TASK_FAILED, task)
+        if self.settings.publish_events:
+            await self.queue.emit([Emit(task_id, "", "end", task.deliveries, "",
+                                        self._envelope(EventType.TASK_FAILED, task))])
 
     # -- running ---------------------------------------------------------------------------
     async def _run(self, run: Run) -> None:
         task = run.task
-        self.bus.fire("task_started", task)  # here, not at launch: after earlier runs' events
+        self.bus.fire(EventType.TASK_STARTED, task)  # here, not at launch: after earlier runs'
+        # events
         try:
-            outcome, event, final = await self.attempt.run(task, run.token, run.rate_limited)
+            outcome, event, final = await self.attempt.run(task, run.token, run.rate_limited,
+                                                           run.announced)
             if run.held:  # the record has the claim's time; this is when it really started
                 outcome.fields["started_at"] = repr(task.started_at)
             run.submitted = True
@@ -264,6 +271,12 @@ class WorkerPool:
         run.handle.cancel()
         return True
 
+    async def stop_local(self, task_id: str, wait_s: float = 1.0) -> None:
+        """`cancel_local`, then wait (up to `wait_s`) until the run's coroutine has ended."""
+        run = self.running.get(task_id)
+        if self.cancel_local(task_id) and run is not None and run.handle is not None:
+            await asyncio.wait({run.handle}, timeout=wait_s)
+
     # -- outcomes: the pool drives its outbox ----------------------------------------------
     async def _flush_loop(self) -> None:
         """Send outcomes as they come (the pool's flusher task)."""
@@ -303,7 +316,7 @@ class WorkerPool:
         if self._stopping:
             if result.claimed:
                 await self._quietly("hand back claimed tasks", self.queue.release(
-                    [(c.task_id, c.token) for c in result.claimed]))
+                    [(c.task_id, c.token, "") for c in result.claimed]))
             return
         for task_id in result.dead:
             self._spawn(self._announce_dead(task_id))
@@ -347,7 +360,7 @@ class WorkerPool:
         # Held tasks will not start now (nothing claims any more): back to the queue at once.
         held = self.slots.take_held()
         early = await self._quietly("hand back held tasks", self.queue.release(
-            [(r.task.task_id, r.token) for r in held])) if held else 0
+            [(r.task.task_id, r.token, "") for r in held])) if held else 0
         handles = list(self._tasks)
         if handles:
             done, _ = await asyncio.wait(handles, timeout=drain_timeout_s)
@@ -359,13 +372,22 @@ class WorkerPool:
         await self._flush()
         # If Redis is unreachable now, the leases expire and the tasks run again elsewhere.
         released = await self._quietly("hand back unfinished tasks", self.queue.release(
-            [(r.task.task_id, r.token) for r in leftovers]))
+            [(r.task.task_id, r.token, self._handed_back(r.task)) for r in leftovers],
+            publish=self.settings.publish_events))
         for loop in (renew, flush):
             loop.cancel()
         await asyncio.gather(renew, flush, *self._side_tasks, return_exceptions=True)
         await self._quietly("clean up", self.queue.redis.delete(
             self.queue.keys.control(self.worker_id)))
         return int(early or 0) + int(released or 0)
+
+    def _handed_back(self, task: AITask) -> str:
+        """The task_handed_back envelope of a run this worker started and gives back."""
+        if not self.settings.publish_events:
+            return ""
+        back = task.copy(status=TaskStatus.PENDING, handed_back=task.handed_back + 1)
+        self.bus.fire(EventType.TASK_HANDED_BACK, back)
+        return self._envelope(EventType.TASK_HANDED_BACK, back)
 
     async def _quietly(self, what: str, call: Awaitable[Any]) -> Any:
         """Await a best-effort step of stop(): log a failure instead of raising it."""

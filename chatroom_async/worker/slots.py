@@ -32,6 +32,7 @@ class Run:
     lost: bool = False  # cancelled elsewhere or lease lost: record nothing, release nothing
     held: bool = False  # waited for a slot after its claim (prefetch)
     rate_limited: int = 0  # earlier attempts a provider's rate limit ended
+    announced: asyncio.Future[None] | None = None  # done once its "started" event is out
 
 
 class SlotLedger:

@@ -52,17 +52,16 @@ async def scenario(redis: Redis) -> tuple[list[Any], dict[str, Any]]:
         replies.append(await queue.renew([(a.task_id, a.token), ("t0", "A:9")], 12.0))
         replies.append(await queue.finish([outcome(a.task_id, a.token, "completed"),
                                            outcome(b.task_id, b.token, "retry", due=13.0),
-                                           outcome("t0", "stale:1", "completed")],
-                                          origin="A"))
+                                           outcome("t0", "stale:1", "completed")]))
         replies.append(await queue.finish_and_claim(
-            [outcome(c.task_id, c.token, "failed")], origin="A", publish=True, now=14.0,
+            [outcome(c.task_id, c.token, "failed")], publish=True, now=14.0,
             lease_s=5, max_count=2, worker_id="B", extra_deliveries=1))
         replies.append(await queue.cancel("t4", 15.0))
         replies.append(await queue.cancel("nope", 15.0))
         later = await queue.claim(now=30.0, lease_s=5, max_count=10, worker_id="C",
                                   extra_deliveries=0)  # expired leases come back
         replies.append(later)
-        replies.append(await queue.release([(x.task_id, x.token) for x in later.claimed]))
+        replies.append(await queue.release([(x.task_id, x.token, "") for x in later.claimed]))
         replies.append(await queue.counts())
         replies.append(await queue.dead_letters())
         keys: dict[str, Any] = {}

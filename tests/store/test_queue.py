@@ -50,7 +50,7 @@ async def test_the_in_flight_sets_anchor_is_never_counted_nor_due(queue: TaskQue
     got = await queue.claim(now=100.0, lease_s=10, max_count=5, worker_id="w1",
                             extra_deliveries=2)
     assert (await queue.counts()).in_flight == 1
-    assert await queue.finish([done("a", got.claimed[0].token, "x")], origin="w1") == [True]
+    assert await queue.finish([done("a", got.claimed[0].token, "x")]) == [True]
     # Only the anchor is left: nothing in flight, nothing due, nothing to reclaim.
     assert await queue.redis.zcard(queue.keys.inflight) == 1
     assert (await queue.counts()).in_flight == 0
@@ -93,8 +93,8 @@ async def test_expired_lease_is_reclaimed_and_the_stale_worker_cannot_overwrite(
     second = (await queue.claim(now=6.0, lease_s=5, max_count=1, worker_id="B",
                                 extra_deliveries=2)).claimed[0]
     assert second.deliveries == 2 and second.token != first.token
-    assert await queue.finish([done("t", first.token, "stale")], origin="A") == [False]
-    assert await queue.finish([done("t", second.token, "fresh")], origin="B") == [True]
+    assert await queue.finish([done("t", first.token, "stale")]) == [False]
+    assert await queue.finish([done("t", second.token, "fresh")]) == [True]
     record = await queue.record("t")
     assert record["status"] == "completed" and "fresh" in record["result"]
     assert (await queue.counts()).counters["reclaimed_tasks"] == 1
@@ -139,7 +139,7 @@ async def test_retry_waits_in_the_delayed_set_until_due(queue: TaskQueue) -> Non
                            extra_deliveries=2)).claimed[0]
     retry = Outcome("t", c.token, "retry", {"status": "retrying", "retry_count": "1"},
                     event_json="{}", due=3.0)
-    assert await queue.finish([retry], origin="A") == [True]
+    assert await queue.finish([retry]) == [True]
     early = await queue.claim(now=2.0, lease_s=5, max_count=1, worker_id="A",
                               extra_deliveries=2)
     assert early.claimed == [] and early.next_due == 3.0
@@ -147,14 +147,26 @@ async def test_retry_waits_in_the_delayed_set_until_due(queue: TaskQueue) -> Non
     assert [c.task_id for c in late.claimed] == ["t"] and late.claimed[0].retry_count == "1"
 
 
-async def test_release_returns_tasks_without_counting_the_delivery(queue: TaskQueue) -> None:
+async def test_release_returns_tasks_counted_as_handed_back(queue: TaskQueue) -> None:
     await add(queue, "t")
     c = (await queue.claim(now=0.0, lease_s=5, max_count=1, worker_id="A",
                            extra_deliveries=2)).claimed[0]
-    assert await queue.release([("t", c.token), ("t", "wrong:9")]) == 1
+    assert await queue.release([("t", c.token, ""), ("t", "wrong:9", "")]) == 1
     record = await queue.record("t")
-    assert record["status"] == "pending" and record["deliveries"] == "0"
-    assert (await queue.counts()).in_flight == 0
+    # deliveries counts claims, as documented; the hand-back is counted on its own
+    assert record["status"] == "pending" and record["deliveries"] == "1"
+    assert record["handed_back"] == "1"
+    counts = await queue.counts()
+    assert counts.in_flight == 0 and counts.counters["handed_back"] == 1
+
+
+async def test_hand_backs_are_not_held_against_the_delivery_limit(queue: TaskQueue) -> None:
+    await add(queue, "t")  # max_retries 0, so 1 + 0 extra deliveries are allowed
+    for n in range(1, 4):
+        [c] = (await queue.claim(now=0.0, lease_s=5, max_count=1, worker_id="A",
+                                 extra_deliveries=0)).claimed
+        assert c.deliveries == n and c.handed_back == n - 1
+        assert await queue.release([("t", c.token, "")]) == 1
 
 
 async def test_purge_deletes_only_this_namespace(queue: TaskQueue) -> None:

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from chatroom_async import AITask, ProcessorSettings
 from chatroom_async.clock import SystemClock
-from chatroom_async.store.queue import Outcome, TaskQueue
+from chatroom_async.store.queue import Emit, Outcome, TaskQueue
 from chatroom_async.worker.outbox import Outbox
 from chatroom_async.worker.slots import Run, SlotLedger
 
@@ -55,12 +55,14 @@ async def test_started_events_leave_ahead_of_the_outcomes_they_precede(
     listener = redis.pubsub()
     await listener.subscribe(queue.keys.events)
     try:
-        outbox.announce('{"event":"task_started","n":1}')
+        sent = outbox.announce(Emit("a", claimed.token, "event", 1, "",
+                                    '{"type":"task_started","n":1}'))
         # Tasks start in the order given: both outcomes wait when the flush begins.
         recorded, stale, _ = await asyncio.gather(
-            outbox.submit(ended("a", claimed.token, '{"event":"task_completed","n":2}')),
-            outbox.submit(ended("a", "w:0", '{"event":"stale"}')),
+            outbox.submit(ended("a", claimed.token, '{"type":"task_completed","n":2}')),
+            outbox.submit(ended("a", "w:0", '{"type":"stale"}')),
             pool.flush())
+        assert sent.done()
         assert recorded is True and stale is False
         assert pool.settled == ["a"]  # the stale delivery ends no run of this pool
         async with asyncio.timeout(5):
@@ -68,7 +70,8 @@ async def test_started_events_leave_ahead_of_the_outcomes_they_precede(
                                                          timeout=5)) is None:
                 pass
         payload = orjson.loads(message["data"])
-        assert payload["origin"] == "o"
-        assert [e["event"] for e in payload["events"]] == ["task_started", "task_completed"]
+        assert [e["type"] for e in payload] == ["task_started", "task_completed"]
+        stream = await redis.xrange(queue.keys.stream("a"))
+        assert [(i, orjson.loads(f["e"])["n"]) for i, f in stream] == [("0-1", 1), ("0-2", 2)]
     finally:
         await listener.aclose()

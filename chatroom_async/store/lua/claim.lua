@@ -7,8 +7,10 @@
 --       9 sweep: '1' to promote due retries and reclaim expired leases first, '0' to skip
 --         that (a busy worker sweeps only when something is due, or now and then)
 -- Returns {claimed, dead, next_due, remaining}: claimed is a flat list of
--- (id, spec, priority, max_retries, retry_count, deliveries, score, rate_limited); dead lists
--- task ids that exceeded their delivery limit or whose record is corrupt; next_due is the earliest retry or lease deadline ('' when
+-- (id, spec, priority, max_retries, retry_count, deliveries, score, rate_limited,
+-- handed_back); dead lists task ids that exceeded their delivery limit or whose record is
+-- corrupt (both go to the dead-letter list); next_due is the earliest retry or lease
+-- deadline ('' when
 -- none, or when not swept); remaining is 1 when ready tasks are left, else 0.
 local unpack = unpack or table.unpack
 local now, prefix = tonumber(ARGV[1]), ARGV[5]
@@ -35,6 +37,7 @@ local function set_aside(id, reason, is_hash)
     redis.call('HSET', key, 'status', 'failed', 'completed_at', ARGV[1], 'lease', '', 'error',
       cjson.encode({error_type = 'CorruptTaskError', error_message = reason}))
     redis.call('EXPIRE', key, ttl)
+    redis.call('RPUSH', KEYS[6], id)  -- every failed task is a dead letter
     redis.call('HINCRBY', KEYS[7], 'failed_tasks', 1)
     dead[#dead + 1] = id
   end
@@ -98,7 +101,7 @@ end
 local claimed, leased = {}, {}
 local function claim(id)
   local f, why = fields(id, 'spec', 'priority', 'max_retries', 'retry_count', 'deliveries',
-                        'status', 'score', 'rate_limited')
+                        'status', 'score', 'rate_limited', 'handed_back')
   if not f then set_aside(id, why, false); return end
   if not f[1] then set_aside(id, 'the task record has no spec', true); return end
   local priority = int(f[2])
@@ -110,21 +113,23 @@ local function claim(id)
   bump(f[2], -1)
   local max_retries, retries = int(f[3]), int(f[4] or '0')
   local previous, limited = int(f[5] or '0'), int(f[8] or '0')
-  if not (max_retries and retries and previous and limited) then
-    set_aside(id, 'max_retries, retry_count, deliveries or rate_limited is not an integer',
-              true)
+  local back = int(f[9] or '0')
+  if not (max_retries and retries and previous and limited and back) then
+    set_aside(id, 'max_retries, retry_count, deliveries, rate_limited or handed_back is not '
+              .. 'an integer', true)
     return
   end
   local key, deliveries = prefix .. id, previous + 1
-  -- Attempts a provider's rate limit ended are retried on a budget of their own.
-  if deliveries > max_retries + 1 + extra + limited then
+  -- Attempts a provider's rate limit ended are retried on a budget of their own; graceful
+  -- hand-backs (release.lua) are claims too, but not held against the limit.
+  if deliveries - back > max_retries + 1 + extra + limited then
     redis.call('HSET', key, 'status', 'failed', 'completed_at', ARGV[1], 'lease', '',
       'error', '{"error_type":"DeliveryLimitExceeded","error_message":"delivered ' ..
       deliveries .. ' times; its workers kept dying or losing their lease"}')
     redis.call('EXPIRE', key, ttl)
     redis.call('RPUSH', KEYS[6], id)
     redis.call('HINCRBY', KEYS[7], 'failed_tasks', 1)
-    redis.call('HINCRBY', KEYS[7], 'dead_lettered', 1)
+    redis.call('HINCRBY', KEYS[7], 'delivery_limit_exceeded', 1)
     dead[#dead + 1] = id
     return
   end
@@ -136,6 +141,7 @@ local function claim(id)
   claimed[n + 4] = f[3]; claimed[n + 5] = f[4] or '0'; claimed[n + 6] = deliveries
   claimed[n + 7] = f[7] or ''  -- only orders held tasks: a bad one is no reason to stop
   claimed[n + 8] = limited
+  claimed[n + 9] = back
 end
 
 -- ZRANGE + ZREM rather than ZPOPMIN: the same atomically here, and fakeredis pops in time

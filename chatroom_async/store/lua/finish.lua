@@ -1,17 +1,27 @@
 -- Record the outcomes of a batch of attempts, each only if its worker still holds the lease
 -- (a worker whose lease expired cannot overwrite the result of the task's next run).
+-- Each recorded outcome's event, and first the "started" events given (each only while its
+-- lease holds), go to the tasks' streams and out in one message. Envelopes come pre-built.
 -- KEYS: 1 inflight, 2 delayed, 3 wake, 4 stats, 5 dead, 6 events channel ('' = none)
--- ARGV: 1 result ttl, 2 record key prefix, 3 origin, 4 dead-letter cap, 5 "started" events
---   to publish ahead of the outcomes' (comma-separated json, '' = none), then per outcome:
---   id, lease token, kind ('completed'|'failed'|'retry'), due (retry time or ''),
---   processing seconds, n, n field/value pairs for the record, event json ('' = none)
+-- ARGV: 1 result ttl, 2 record key prefix, 3 stream key prefix, 4 dead-letter cap,
+--   5 stream cap, 6 stream ttl (how long a finished task's stream stays),
+--   7 number S of "started" events, then S (id, lease token, envelope),
+--   then per outcome: id, lease token, kind ('completed'|'failed'|'retry'), due (retry time
+--   or ''), processing seconds, n, n field/value pairs for the record, envelope ('' = none)
 -- Returns a list of 1/0: whether each outcome was recorded.
 local unpack = unpack or table.unpack
-local ttl, prefix = tonumber(ARGV[1]), ARGV[2]
+local ttl, prefix, sprefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local cap, stream_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local recorded, events, done = {}, {}, {}
-if ARGV[5] ~= '' then events[1] = ARGV[5] end
+local i = 8 + 3 * tonumber(ARGV[7])
+for s = 8, i - 1, 3 do
+  local id = ARGV[s]
+  if is_lease(prefix .. id, ARGV[s + 1]) then
+    append_event(sprefix .. id, cap, ARGV[s + 2])
+    events[#events + 1] = ARGV[s + 2]
+  end
+end
 local completed, failed, retried, proc = 0, 0, 0, 0.0
-local i = 6
 while i <= #ARGV do
   local id, token, kind, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local seconds, n = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
@@ -19,15 +29,19 @@ while i <= #ARGV do
   local event = ARGV[last + 1]
   i = last + 2
   local key = prefix .. id
-  -- pcall: a key that is not a hash (written by hand) is a lost lease, not a failed batch
-  if token ~= '' and redis.pcall('HGET', key, 'lease') == token then
+  if token ~= '' and is_lease(key, token) then
     redis.call('HSET', key, 'lease', '', unpack(ARGV, first, last))
     done[#done + 1] = id
+    if event ~= '' then
+      append_event(sprefix .. id, cap, event)
+      events[#events + 1] = event
+    end
     if kind == 'retry' then
       redis.call('ZADD', KEYS[2], due, id)
       retried = retried + 1
     else
       redis.call('EXPIRE', key, ttl)
+      redis.call('EXPIRE', sprefix .. id, stream_ttl)
       if kind == 'completed' then
         completed = completed + 1
         proc = proc + seconds
@@ -36,7 +50,6 @@ while i <= #ARGV do
         redis.call('RPUSH', KEYS[5], id)
       end
     end
-    if event ~= '' then events[#events + 1] = event end
     recorded[#recorded + 1] = 1
   else
     recorded[#recorded + 1] = 0
@@ -57,7 +70,6 @@ if retried > 0 then
   if redis.call('LLEN', KEYS[3]) == 0 then redis.call('LPUSH', KEYS[3], 1) end
 end
 if #events > 0 and KEYS[6] ~= '' then
-  redis.call('PUBLISH', KEYS[6],
-    '{"origin":' .. cjson.encode(ARGV[3]) .. ',"events":[' .. table.concat(events, ',') .. ']}')
+  redis.call('PUBLISH', KEYS[6], '[' .. table.concat(events, ',') .. ']')
 end
 return recorded
