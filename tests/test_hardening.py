@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from chatroom_async import (
+    AITask,
     AsyncAIProcessor,
     FunctionBackend,
     ProcessorSettings,
@@ -20,7 +21,7 @@ from chatroom_async import (
     ValidationError,
 )
 from chatroom_async.clock import LoopClock
-from chatroom_async.events import message_json
+from chatroom_async.events import envelope, message_json
 from chatroom_async.simulation.vtime import run_virtual
 from chatroom_async.store.keys import Keys
 from chatroom_async.validation import validate_request, validate_task_id
@@ -102,8 +103,9 @@ async def test_a_string_user_id_goes_through_the_queue_as_given(
 
 def test_an_envelope_stays_json_whatever_the_origin() -> None:
     origin = 'host"with\\quotes\n-1'
-    message = orjson.loads(message_json(origin, ['{"event":"x"}']))
-    assert message == {"origin": origin, "events": [{"event": "x"}]}
+    task = AITask(task_id="t", user_id="u", request_type="chat_completion", request_data={})
+    message = orjson.loads(message_json([envelope("task_started", task, origin=origin, ts=0.0)]))
+    assert message[0]["origin"] == origin and message[0]["type"] == "task_started"
     worker = make_worker_id(__import__("random").Random(1), 'evil"host:name', 7)
     assert worker.startswith("evil_host_name-7-")
 
@@ -114,7 +116,7 @@ async def test_a_published_outcome_stays_json_whatever_the_origin(
     assert proc.pool is not None and proc.redis is not None
     pubsub = proc.redis.pubsub()
     await pubsub.subscribe(proc.keys.events)
-    proc.pool.outbox.origin = 'a"b\\c'  # what a worker id with quotes would have made
+    proc.bus.origin = 'a"b\\c'  # what a worker id with quotes would have made
     task_id = await proc.submit_task(**CHAT)
     await proc.wait_for_task(task_id, timeout=10)
     async with asyncio.timeout(10):
@@ -122,9 +124,10 @@ async def test_a_published_outcome_stays_json_whatever_the_origin(
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if message is not None:
                 payload = orjson.loads(message["data"])
-                if any(e["event"] == "task_completed" for e in payload["events"]):
+                done = [e for e in payload if e["type"] == "task_completed"]
+                if done:
                     break
-    assert payload["origin"] == 'a"b\\c'
+    assert done[0]["origin"] == 'a"b\\c'
     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 

@@ -111,7 +111,7 @@ async def test_reading_a_key_of_another_type_is_a_corrupt_record_error(queue: Ta
     await queue.redis.set(queue.keys.task("bad"), "garbage")
     with pytest.raises(CorruptRecordError, match="'bad'"):
         await queue.record("bad")
-    assert await queue.cancel("bad", 0.0) == (False, "corrupt", {})
+    assert await queue.cancel("bad", 0.0) == (0, "corrupt", {})
 
 
 async def test_finish_renew_release_skip_a_key_gone_bad_and_do_the_rest(queue: TaskQueue) -> None:
@@ -125,10 +125,10 @@ async def test_finish_renew_release_skip_a_key_gone_bad_and_do_the_rest(queue: T
     assert await queue.renew(leases, 60.0) == ["g1"]
     recorded = await queue.finish(
         [Outcome(c.task_id, c.token, "completed", {"status": "completed"}, "")
-         for c in (c1, c2)], origin="A")
+         for c in (c1, c2)])
     assert recorded == [False, True]
     await queue.redis.hset(queue.keys.task("g3"), "priority", "x")
-    assert await queue.release([(c1.task_id, c1.token), (c3.task_id, c3.token)]) == 0
+    assert await queue.release([(c1.task_id, c1.token, ""), (c3.task_id, c3.token, "")]) == 0
     assert (await queue.record("g2"))["status"] == "completed"
 
 
@@ -137,7 +137,7 @@ async def test_release_hands_back_the_good_ones_of_a_batch(queue: TaskQueue) -> 
         await add(queue, task_id)
     got = await queue.claim(now=0.0, lease_s=30, max_count=5, worker_id="A", extra_deliveries=2)
     await queue.redis.set(queue.keys.task("g2"), "overwritten")
-    assert await queue.release([(c.task_id, c.token) for c in got.claimed]) == 2
+    assert await queue.release([(c.task_id, c.token, "") for c in got.claimed]) == 2
     again = await queue.claim(now=1.0, lease_s=30, max_count=5, worker_id="B",
                               extra_deliveries=2)
     assert [c.task_id for c in again.claimed] == ["g1", "g3"]
