@@ -41,12 +41,12 @@ class EventType(enum.StrEnum):
     `add_callback` (`docs/events.md` describes each)."""
 
     TASK_STARTED = "task_started"
-    TASK_PROGRESS = "task_progress"
-    TASK_RETRYING = "task_retrying"
-    TASK_HANDED_BACK = "task_handed_back"
     TASK_COMPLETED = "task_completed"
     TASK_FAILED = "task_failed"
+    TASK_PROGRESS = "task_progress"
+    TASK_RETRYING = "task_retrying"
     TASK_CANCELLED = "task_cancelled"
+    TASK_HANDED_BACK = "task_handed_back"
 
     @property
     def terminal(self) -> bool:

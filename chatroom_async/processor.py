@@ -41,7 +41,7 @@ from .store.follow import FollowReader
 from .store.keys import Keys
 from .store.lane import without_retries
 from .store.limiter import ProviderLimiter
-from .store.queue import TaskQueue
+from .store.queue import Emit, TaskQueue
 from .store.records import spec_json, task_from_record
 from .task import AITask, TaskPriority, TaskStatus, status_dict
 from .validation import validate_request, validate_task_id
@@ -457,51 +457,34 @@ class AsyncAIProcessor:
         Raises:
             TaskAccessError: `user_id` is given and the task is another user's.
         """
-        self._queue()
-        for _ in range(10):  # again only if the task moved on between the read and the cancel
-            done, previous, task = await self._cancel_once(task_id, user_id)
-            if done != 2:
-                break
-        else:
-            raise ProcessorError(f"task {task_id!r} kept changing; cancel it again")
+        queue = self._queue()
+        if user_id is not None and await self.get_task_status(task_id, user_id=user_id) is None:
+            return False  # (another user's task raised TaskAccessError)
+        done, previous, fields = await queue.cancel(task_id, self.clock.now(),
+                                                    publish=self.settings.publish_events)
         if done != 1:
             return False
         if previous == "processing" and self.pool is not None:
-            await self.pool.stop_local(task_id)
-        if task is not None:
-            self.bus.fire(EventType.TASK_CANCELLED, task)
+            self.pool.cancel_local(task_id)
+        try:
+            task = task_from_record(task_id, fields)
+        except (KeyError, ValueError):  # cancelled; a record this corrupt has no event
+            return True
+        self.bus.fire(EventType.TASK_CANCELLED, task)
+        if self.settings.publish_events:
+            await self._announce_cancel(task)
         return True
 
-    async def _cancel_once(self, task_id: str, user_id: int | str | None,
-                           ) -> tuple[int, str | None, AITask | None]:
-        """Read the record, check its owner, build the task_cancelled event from it, and
-        cancel if the task is still as read: (1 done | 0 not | 2 changed, status, task)."""
-        queue = self._queue()
+    async def _announce_cancel(self, task: AITask) -> None:
+        """The task_cancelled event, to the task's stream and other processes. Nothing can
+        come between the cancel and it: the cancel cleared the lease, so no worker writes
+        about the task any more."""
+        event = envelope(EventType.TASK_CANCELLED, task, origin=self.worker_id,
+                         ts=self.clock.now())
         try:
-            fields = await queue.record(task_id)
-        except ValueError:  # its key is not a task record: nothing to cancel
-            return 0, "corrupt", None
-        if not fields:
-            return 0, None, None
-        try:
-            task: AITask | None = task_from_record(task_id, fields)
-        except (KeyError, ValueError):
-            task = None  # a corrupt record can be cancelled, not announced
-        if user_id is not None and (task is None or task.user_id != user_id):
-            raise TaskAccessError(f"task {task_id!r} is not user {user_id!r}'s")
-        if task is not None and task.status.finished:
-            return 0, task.status.value, None
-        now = self.clock.now()
-        event = ""
-        if task is not None:
-            task = task.copy(status=TaskStatus.CANCELLED, completed_at=now,
-                             error_type=None, error_message=None)
-            if self.settings.publish_events:
-                event = envelope(EventType.TASK_CANCELLED, task, origin=self.worker_id, ts=now)
-        done, previous, _ = await queue.cancel(
-            task_id, now, seen=(fields.get("status", ""), fields.get("deliveries", "0")),
-            envelope=event, publish=self.settings.publish_events)
-        return done, previous, task
+            await self._queue().emit([Emit(task.task_id, "", "end", task.deliveries, "", event)])
+        except (RedisError, OSError) as exc:  # the record says cancelled all the same
+            log.warning("task %s: cancelled, but its event was not sent: %r", task.task_id, exc)
 
     def add_callback(self, event_type: str, callback: Callable[[AITask], Any]) -> None:
         """Call `callback(task)` on every `event_type` event (sync or async callables).

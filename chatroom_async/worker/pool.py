@@ -271,12 +271,6 @@ class WorkerPool:
         run.handle.cancel()
         return True
 
-    async def stop_local(self, task_id: str, wait_s: float = 1.0) -> None:
-        """`cancel_local`, then wait (up to `wait_s`) until the run's coroutine has ended."""
-        run = self.running.get(task_id)
-        if self.cancel_local(task_id) and run is not None and run.handle is not None:
-            await asyncio.wait({run.handle}, timeout=wait_s)
-
     # -- outcomes: the pool drives its outbox ----------------------------------------------
     async def _flush_loop(self) -> None:
         """Send outcomes as they come (the pool's flusher task)."""
