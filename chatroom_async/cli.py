@@ -78,6 +78,20 @@ def _imported_backend(target: str) -> AIBackend:
     return cast(AIBackend, backend)
 
 
+def scheduler_spec(spec: str) -> Any:
+    """`MODULE:NAME` -> an instance of the scheduler class NAME (made with no arguments)."""
+    module, _, name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        scheduler = cls()
+    except Exception as exc:  # noqa: BLE001 - one line for the user, whatever went wrong
+        raise argparse.ArgumentTypeError(
+            f"cannot make a scheduler from {spec!r}: {type(exc).__name__}: {exc}") from None
+    if not callable(getattr(scheduler, "score", None)):
+        raise argparse.ArgumentTypeError(f"{spec!r} has no score(task, user_context) method")
+    return scheduler
+
+
 def backend_spec(spec: str) -> str:
     """Check a --backend spec at parse time (the backend itself is built later; `openai`
     is checked then, with its options)."""
@@ -250,6 +264,14 @@ def _add_serve_parser(sub: Any) -> None:
     c.add_argument("--profile", default="realistic",
                    help="the simulated AI's profile: realistic | flaky | instant")
     c.add_argument("--seed", type=int, default=0, help="seed of the simulated AI")
+    c.add_argument("--backend", type=backend_spec, default=None,
+                   help="the AI this process's workers call, as for `worker` (e.g. openai, "
+                        "with --base-url of a provider or of `chatroom-async sim-server`); "
+                        "default: the simulated AI of --profile")
+    c.add_argument("--scheduler", type=scheduler_spec, default=None, metavar="MODULE:NAME",
+                   help="a scheduling policy class (its score() orders the queue), e.g. "
+                        "exercises.scheduling:IntelligentTaskScheduler, exercise 2")
+    add_worker_options(c)
 
 
 def _non_negative_int(text: str) -> int:
@@ -262,6 +284,8 @@ def _run_chat_room(args: argparse.Namespace) -> int:
     except ImportError as exc:
         return cli_errors.fail(f"chatroom-async serve needs the chat extra ({exc}): "
                                "pip install 'chatroom_async[chat]'", cli_errors.USAGE)
+    if args.backend:  # one backend for the whole process (it may hold HTTP connections)
+        args.ai_backend = make_backend(args.backend, args.seed, args)
     return serve(args)
 
 

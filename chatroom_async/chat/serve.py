@@ -11,7 +11,7 @@ import argparse
 
 import uvicorn
 
-from chatroom_async import AsyncAIProcessor, SimulatedAIBackend
+from chatroom_async import AIBackend, AsyncAIProcessor, SimulatedAIBackend
 
 from .app import create_app
 
@@ -21,10 +21,15 @@ WS_MAX_BYTES = 65_536
 
 
 def processor_factory(args: argparse.Namespace) -> AsyncAIProcessor:
-    """The web process's processor: a client only (`--workers 0`) or client and workers."""
-    backend = SimulatedAIBackend.from_profile(args.profile, seed=args.seed)
+    """The web process's processor: a client only (`--workers 0`) or client and workers,
+    calling the simulated AI of `--profile`, or `--backend` (e.g. `openai`, configured as
+    for `chatroom-async worker`), in the order of `--scheduler` when one is given."""
+    backend: AIBackend | None = getattr(args, "ai_backend", None)  # built by the command line
+    if backend is None:
+        backend = SimulatedAIBackend.from_profile(args.profile, seed=args.seed)
     return AsyncAIProcessor(args.redis_url, max_workers=args.workers, backend=backend,
-                            namespace=args.namespace)
+                            namespace=args.namespace,
+                            scheduler=getattr(args, "scheduler", None))
 
 
 def run(args: argparse.Namespace) -> int:

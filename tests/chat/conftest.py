@@ -66,13 +66,15 @@ class Procs:
     def __init__(self) -> None:
         self.started: list[Proc] = []
 
-    async def web(self, redis_url: str | None, namespace: str, workers: int = 0) -> Proc:
+    async def web(self, redis_url: str | None, namespace: str, workers: int = 0,
+                  extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Proc:
         port = free_port()
-        args = ["--port", str(port), "--workers", str(workers), "--namespace", namespace]
+        args = ["--port", str(port), "--workers", str(workers), "--namespace", namespace,
+                *extra]
         if redis_url:
             args += ["--redis-url", redis_url]
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chatroom_async", "serve", *args,
+            sys.executable, "-m", "chatroom_async", "serve", *args, env=env,
             stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
         self.started.append(proc := Proc(process, port))
         assert process.stderr is not None
