@@ -170,8 +170,8 @@ class EventLog:
 def scripted_backend(script: dict[str, list[Any]], seconds: float = 1.0) -> FunctionBackend:
     """A backend that plays a script per task id: call n of a task takes `seconds`, then
     raises `script[task_id][n-1]` if it is an exception, else answers; past the script's
-    end the last step repeats. Unscripted tasks answer. Calls are counted here, not read
-    from `request.attempt`: a retry after a rate limit keeps its attempt number."""
+    end the last step repeats. Unscripted tasks answer. Calls are counted here, so the
+    script does not depend on how the processor numbers attempts."""
     calls: dict[str, int] = {}
 
     async def answer(request: AIRequest) -> dict[str, Any]:
