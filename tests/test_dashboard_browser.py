@@ -72,6 +72,11 @@ def lab_url(tmp_path: Path) -> Iterator[str]:
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(
         '{"fetchNews": "false", "checkForUpdates": false}')
+    # Every cell stays in the page (JupyterLab 4 otherwise hides cells scrolled out of view,
+    # and the live image of an early cell with them while Run All goes on below).
+    tracker = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True)
+    (tracker / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "jcfg"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "jrt"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"),
@@ -143,7 +148,7 @@ def _run(page: Any, lab_url: str, shots: Path) -> None:
     page.wait_for_function(KERNEL_READY, timeout=90_000)  # else Run All asks for a kernel
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
-    page.locator(LIVE_IMG).first.wait_for(timeout=90_000)
+    page.locator(LIVE_IMG).first.wait_for(state="attached", timeout=90_000)
     page.locator(LIVE_IMG).first.scroll_into_view_if_needed()
     live = _src_changes(page, LIVE_IMG, times=2, timeout_ms=30_000)
     assert len(set(live)) == 3
