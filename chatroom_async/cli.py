@@ -78,15 +78,26 @@ def _imported_backend(target: str) -> AIBackend:
     return cast(AIBackend, backend)
 
 
-def scheduler_spec(spec: str) -> Any:
-    """`MODULE:NAME` -> an instance of the scheduler class NAME (made with no arguments)."""
+def handler_spec(spec: str) -> Any:
+    """`MODULE:NAME` -> an instance of the streaming handler class NAME (no arguments)."""
+    handler = _instance(spec, "streaming handler")
+    if not callable(getattr(handler, "handle_streaming_response", None)):
+        raise argparse.ArgumentTypeError(f"{spec!r} has no handle_streaming_response method")
+    return handler
+
+
+def _instance(spec: str, what: str) -> Any:
     module, _, name = spec.partition(":")
     try:
-        cls = getattr(importlib.import_module(module), name)
-        scheduler = cls()
+        return getattr(importlib.import_module(module), name)()
     except Exception as exc:  # noqa: BLE001 - one line for the user, whatever went wrong
         raise argparse.ArgumentTypeError(
-            f"cannot make a scheduler from {spec!r}: {type(exc).__name__}: {exc}") from None
+            f"cannot make a {what} from {spec!r}: {type(exc).__name__}: {exc}") from None
+
+
+def scheduler_spec(spec: str) -> Any:
+    """`MODULE:NAME` -> an instance of the scheduler class NAME (made with no arguments)."""
+    scheduler = _instance(spec, "scheduler")
     if not callable(getattr(scheduler, "score", None)):
         raise argparse.ArgumentTypeError(f"{spec!r} has no score(task, user_context) method")
     return scheduler
@@ -268,6 +279,9 @@ def _add_serve_parser(sub: Any) -> None:
                    help="the AI this process's workers call, as for `worker` (e.g. openai, "
                         "with --base-url of a provider or of `chatroom-async sim-server`); "
                         "default: the simulated AI of --profile")
+    c.add_argument("--handler", type=handler_spec, default=None, metavar="MODULE:NAME",
+                   help="a streaming handler class whose pushes the page shows, e.g. "
+                        "exercises.streaming:StreamingResponseHandler, exercise 1")
     c.add_argument("--scheduler", type=scheduler_spec, default=None, metavar="MODULE:NAME",
                    help="a scheduling policy class (its score() orders the queue), e.g. "
                         "exercises.scheduling:IntelligentTaskScheduler, exercise 2")
@@ -286,6 +300,13 @@ def _run_chat_room(args: argparse.Namespace) -> int:
                                "pip install 'chatroom_async[chat]'", cli_errors.USAGE)
     if args.backend:  # one backend for the whole process (it may hold HTTP connections)
         args.ai_backend = make_backend(args.backend, args.seed, args)
+    if args.handler is not None:  # exercise 1: the page shows what the handler pushes
+        from .grading import HandlerStreamBackend
+        from .simulated import SimulatedAIBackend
+
+        inner = args.ai_backend if args.backend else SimulatedAIBackend.from_profile(
+            args.profile, seed=args.seed)
+        args.ai_backend = HandlerStreamBackend(inner, args.handler)
     return serve(args)
 
 

@@ -11,6 +11,7 @@ from .kit import (
     BatchBackend,
     Frame,
     HandlerBackend,
+    HandlerStreamBackend,
     ScheduledBackend,
     StreamClient,
     find_root,
@@ -19,5 +20,5 @@ from .kit import (
 )
 
 __all__ = ["FRAME_KINDS", "IMPL_ENV", "TERMINAL_KINDS", "BatchBackend", "Frame",
-           "HandlerBackend", "ScheduledBackend", "StreamClient", "find_root", "load_exercise",
-           "render"]
+           "HandlerBackend", "HandlerStreamBackend", "ScheduledBackend", "StreamClient",
+           "find_root", "load_exercise", "render"]

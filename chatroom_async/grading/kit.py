@@ -8,6 +8,7 @@ Imports only the package's public API. Nothing here is graded; the checks live i
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import sys
@@ -98,6 +99,57 @@ class HandlerBackend:
     async def complete(self, request: AIRequest) -> dict[str, Any]:
         stream = self.inner.stream(request)  # type: ignore[attr-defined]
         return await self.handler.handle_streaming_response(request.task_id, stream)
+
+
+class _QueueClient:
+    """A client that puts every frame it is sent on a queue (for `HandlerStreamBackend`)."""
+
+    def __init__(self, queue: asyncio.Queue[Frame | None]) -> None:
+        self.queue = queue
+
+    async def send(self, frame: Frame) -> None:
+        self.queue.put_nowait(frame)
+
+
+class HandlerStreamBackend:
+    """Exercise 1 in the chat room: the handler's "delta" frames become the processor's
+    stream, so whatever the student's handler pushes (coalesced or not) is what the page
+    shows, token by token; its return value is the task's result.
+
+    `complete()` goes to `inner` unchanged; `stream()` opens `inner.stream()`, hands it to
+    `handler.handle_streaming_response`, and yields a `StreamChunk` per delta frame the
+    handler sends to a client attached for the task. A handler that raises fails the
+    attempt as any backend error does.
+    """
+
+    def __init__(self, inner: AIBackend, handler: Any) -> None:
+        if not callable(getattr(inner, "stream", None)):
+            raise TypeError(f"{type(inner).__name__} cannot stream: it has no stream()")
+        self.inner, self.handler = inner, handler
+
+    async def complete(self, request: AIRequest) -> dict[str, Any]:
+        return await self.inner.complete(request)
+
+    async def stream(self, request: AIRequest) -> AsyncIterator[StreamChunk]:
+        queue: asyncio.Queue[Frame | None] = asyncio.Queue()
+        client = _QueueClient(queue)
+        await self.handler.attach(request.task_id, client)
+        run = asyncio.ensure_future(self.handler.handle_streaming_response(
+            request.task_id, self.inner.stream(request)))  # type: ignore[attr-defined]
+        run.add_done_callback(lambda _: queue.put_nowait(None))
+        index = 0
+        try:
+            while (frame := await queue.get()) is not None:
+                if frame.kind == "delta" and frame.text:
+                    yield StreamChunk(index, frame.text)
+                    index += 1
+            result = await run  # the handler's own error, if it raised
+            yield StreamChunk(index, "", finish_reason="stop", result=dict(result))
+        finally:
+            if not run.done():
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+            self.handler.detach(request.task_id, client)
 
 
 class BackendScheduler(Protocol):
