@@ -38,3 +38,21 @@ def test_building_prints_no_setuptools_warning(wheel: tuple[Path, str]) -> None:
     for noise in ("SetuptoolsDeprecationWarning", "is absent from the `packages`",
                   "License classifiers are deprecated", "project.license"):
         assert noise not in log, noise
+
+
+def test_the_command_line_needs_no_extra() -> None:
+    # A plain `pip install chatroom_async` (the demo's setup) has none of the extras: the
+    # command must still parse every subcommand (each extra is imported only when used).
+    code = (
+        "import sys\n"
+        "for name in ('pytest', 'matplotlib', 'ipywidgets', 'fastapi', 'uvicorn', 'starlette',"
+        " 'openai', 'websockets', 'nbformat', 'jupyterlab'):\n"
+        "    sys.modules[name] = None  # importing it raises ImportError\n"
+        "from chatroom_async.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "for argv in (['demo'], ['stats'], ['worker'], ['grade'], ['serve'], ['simulate']):\n"
+        "    parser.parse_args(argv)\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

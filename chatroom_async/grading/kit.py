@@ -20,6 +20,15 @@ from typing import Any, Protocol, runtime_checkable
 
 from chatroom_async import AIBackend, AIRequest, StreamChunk
 
+#: How the grader's runner and its pytest plugin (in a child process) talk: the pipe the
+#: child reports on, the project folder, and the real seconds one check may take (the
+#: runner kills the run a little after this). Here, not in the plugin: the plugin imports
+#: pytest, which the package's command line must not need.
+FD_ENV = "CHATROOM_ASYNC_GRADE_FD"
+ROOT_ENV = "CHATROOM_ASYNC_ROOT"
+LIMIT_ENV = "CHATROOM_ASYNC_GRADE_LIMIT_S"
+CHECK_LIMIT_S = float(os.environ.get(LIMIT_ENV) or 20.0)
+
 #: Frame kinds, in the order a client may see them for one attempt.
 FRAME_KINDS = ("delta", "done", "error", "cancelled", "retry")
 #: Kinds that end a task's stream for good.

@@ -20,13 +20,9 @@ from typing import Any
 
 import pytest
 
-from .kit import IMPLS, load_exercise
+from .kit import CHECK_LIMIT_S, FD_ENV, IMPLS, LIMIT_ENV, ROOT_ENV, load_exercise
 
-FD_ENV = "CHATROOM_ASYNC_GRADE_FD"
-ROOT_ENV = "CHATROOM_ASYNC_ROOT"
-LIMIT_ENV = "CHATROOM_ASYNC_GRADE_LIMIT_S"
-#: Real seconds one check may take (the runner kills the run a little after this).
-CHECK_LIMIT_S = float(os.environ.get(LIMIT_ENV) or 20.0)
+__all__ = ["CHECK_LIMIT_S", "FD_ENV", "LIMIT_ENV", "ROOT_ENV"]  # and the pytest hooks below
 
 
 class CheckTimeout(BaseException):

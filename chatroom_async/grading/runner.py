@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .kit import IMPL_ENV, IMPLS, find_root
-from .plugin import CHECK_LIMIT_S, FD_ENV, ROOT_ENV
+# Not from .plugin: that imports pytest, and `chatroom-async --help` must work without it.
+from .kit import CHECK_LIMIT_S, FD_ENV, IMPL_ENV, IMPLS, ROOT_ENV, find_root
 
 CHECKS_DIR = Path(__file__).parent / "checks"
 EXERCISES = {"streaming": "练习1 流式响应处理", "scheduling": "练习2 智能任务调度"}
