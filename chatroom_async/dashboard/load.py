@@ -8,7 +8,6 @@ already drawn.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 
 from chatroom_async import AsyncAIProcessor, TaskPriority
@@ -34,6 +33,7 @@ class LoadGenerator:
         self.rng = random.Random(seed)
         self.timeout_s, self.max_retries = timeout_s, max_retries
         self.submitted = 0
+        self._stopping = False
         self.error: BaseException | None = None
         self._rate = 0.0
         self.rate = rate
@@ -64,17 +64,23 @@ class LoadGenerator:
         return self
 
     async def stop(self) -> None:
-        """Stop submitting; returns once the background task has ended."""
+        """Stop submitting; returns once the background task has ended. A submit already
+        sent finishes and is counted (cancelling it could queue a task `submitted` misses)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            self._stopping = True
+            self._changed.set()  # ends the wait for the next arrival
+            try:
                 await task
+            finally:
+                self._stopping = False
 
     async def _run(self) -> None:
         try:
-            while True:
+            while not self._stopping:
                 await self._gap()
+                if self._stopping:
+                    return
                 await self._submit_one()
         except asyncio.CancelledError:
             raise
@@ -83,7 +89,7 @@ class LoadGenerator:
 
     async def _gap(self) -> None:
         """Wait an exponential gap; a rate change draws a new gap from that moment."""
-        while True:
+        while not self._stopping:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), self.rng.expovariate(self._rate))
