@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from chatroom_async import SimulationConfig, simulate
+from chatroom_async import simulate
+from chatroom_async.simulation import config_from_args
 
 from .replay import save_report_png
 
@@ -18,13 +19,8 @@ def run_simulate_plot(args: argparse.Namespace) -> int:
 
     Returns 0, or 2 for invalid settings or a plot that cannot be written.
     """
-    try:
-        config = SimulationConfig(tasks=args.tasks, concurrency=args.concurrency,
-                                  failure_rate=args.failure_rate, seed=args.seed,
-                                  rate=args.rate, arrival=args.arrival, profile=args.profile,
-                                  timeout_s=args.timeout)
-    except (TypeError, ValueError) as exc:
-        print(f"chatroom-async simulate: {exc}", file=sys.stderr)
+    config = config_from_args(args)
+    if config is None:
         return 2
     if not Path(args.plot).parent.is_dir():  # say so before the run, not after
         print(f"chatroom-async simulate: cannot write the plot {args.plot}: no such folder",

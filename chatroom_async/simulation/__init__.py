@@ -18,6 +18,7 @@ from .run import (
     SIM_EPOCH,
     SimulationConfig,
     add_simulate_parser,
+    config_from_args,
     run_simulate_command,
     simulate,
     simulate_async,
@@ -25,5 +26,5 @@ from .run import (
 from .vtime import run_virtual, run_virtual_async
 
 __all__ = ["SIM_EPOCH", "SimulationConfig", "SimulationReport", "add_simulate_parser",
-           "run_simulate_command", "run_virtual", "run_virtual_async", "simulate",
-           "simulate_async"]
+           "config_from_args", "run_simulate_command", "run_virtual", "run_virtual_async",
+           "simulate", "simulate_async"]

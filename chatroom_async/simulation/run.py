@@ -300,16 +300,23 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p  # type: ignore[no-any-return]
 
 
+def config_from_args(args: argparse.Namespace) -> SimulationConfig | None:
+    """The `simulate` command's config, or None after one line on stderr for a bad one."""
+    try:
+        return SimulationConfig(tasks=args.tasks, concurrency=args.concurrency,
+                                failure_rate=args.failure_rate, seed=args.seed,
+                                rate=args.rate, arrival=args.arrival, profile=args.profile,
+                                timeout_s=args.timeout)
+    except (TypeError, ValueError) as exc:
+        print(f"chatroom-async simulate: {exc}", file=sys.stderr)
+        return None
+
+
 def run_simulate_command(args: argparse.Namespace) -> int:
     """Run `simulate` with parsed arguments; print the summary (or JSON). Returns 0, or 2
     for invalid settings."""
-    try:
-        config = SimulationConfig(tasks=args.tasks, concurrency=args.concurrency,
-                                  failure_rate=args.failure_rate, seed=args.seed,
-                                  rate=args.rate, arrival=args.arrival, profile=args.profile,
-                                  timeout_s=args.timeout)
-    except (TypeError, ValueError) as exc:
-        print(f"chatroom-async simulate: {exc}", file=sys.stderr)
+    config = config_from_args(args)
+    if config is None:
         return 2
     report = simulate(config)
     if args.json:
