@@ -43,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", type=int, required=True)
     parser.add_argument("--workloads", required=True, help="comma-separated")
     parser.add_argument("--repeat", type=int, default=1, help="runs per workload (median)")
+    parser.add_argument(
+        "--worker-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to every worker process as --option (benchmarks.peer_ab)",
+    )
     return parser.parse_args(argv)
 
 
@@ -178,6 +185,13 @@ async def drive(args: argparse.Namespace) -> dict:
     report: dict = {"queue": args.queue, "python": sys.executable}
     try:
         adapter_cls = load_adapter(args.queue)
+        if args.worker_option:
+            adapter_cls = type(
+                adapter_cls.__name__,
+                (adapter_cls,),
+                {"worker_options": tuple(args.worker_option)},
+            )
+            report["worker_options"] = args.worker_option
         report |= {
             "versions": adapter_cls.versions(),
             "settings": adapter_cls.settings_note,

@@ -29,6 +29,8 @@ class QueueAdapter(ABC):
     settings_note: str = ""
     #: the workloads this column runs (None: all); the others' cells stay empty
     workloads: tuple[str, ...] | None = None
+    #: `KEY=VALUE` settings passed to the worker as `--option` (set by `benchmarks.peer_ab`)
+    worker_options: tuple[str, ...] = ()
 
     def __init__(self, redis_url: str, name: str) -> None:
         self.redis_url = redis_url
@@ -71,6 +73,7 @@ class QueueAdapter(ABC):
             str(concurrency),
             "--probe",
             probe_key,
+            *(arg for option in self.worker_options for arg in ("--option", option)),
         ]
 
     async def cleanup(self, client: aioredis.Redis) -> int:

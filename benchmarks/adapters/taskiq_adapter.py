@@ -1,31 +1,53 @@
 """Taskiq with taskiq-redis's `RedisStreamBroker` (acknowledged, at-least-once delivery).
 
 taskiq-redis offers three brokers: `PubSubBroker` (broadcast, fire-and-forget),
-`ListQueueBroker` (BRPOP: a message is lost if the worker dies mid-task) and
-`RedisStreamBroker` (a consumer group on a Redis stream; a message is XACKed after its
-result is saved and re-claimed with XAUTOCLAIM if a worker dies). The last is the reliable
-one, so it is the one benchmarked, with `RedisAsyncResultBackend` storing results (as arq
-and SAQ do). Taskiq has no batch kick: batch is n/a.
+`ListQueueBroker` (BRPOP: a message is lost if the worker dies mid-task; the `taskiq-list`
+column) and `RedisStreamBroker` (a consumer group on a Redis stream; a message is XACKed
+after its result is saved and re-claimed with XAUTOCLAIM if a worker dies). The last is
+the reliable one, so it is this column, with `RedisAsyncResultBackend` storing results (as
+arq and SAQ do). Taskiq has no batch kick: batch is n/a.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from taskiq import AsyncBroker
-from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
+from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend, RedisStreamBroker
 
 from benchmarks.adapters.base import QueueAdapter
 from benchmarks.settings import REQUEST_DATA, REQUEST_TYPE, TASK_NAME, USER_ID
 
+BROKERS: dict[str, Any] = {"stream": RedisStreamBroker, "list": ListQueueBroker}
 
-def make_broker(redis_url: str, name: str, body: Callable[[], Awaitable[None]]) -> AsyncBroker:
-    """The broker both sides use: stream `<name>`, results under `<name>:result:<task id>`.
+
+def make_broker(
+    redis_url: str,
+    name: str,
+    body: Callable[[], Awaitable[None]],
+    *,
+    kind: str = "stream",
+    results: bool = True,
+    pool: int | None = None,
+    **broker_options: Any,
+) -> AsyncBroker:
+    """The broker both sides use: queue `<name>`, results under `<name>:result:<task id>`.
 
     `body` is what the `chat` task does (the probe in a worker; never called on a client).
+    `kind` picks the broker ("stream" or "list"); `results=False` drops the result backend
+    and `pool` sets both connection pools' size (taskiq-redis's `max_connection_pool_size`;
+    None keeps redis-py's BlockingConnectionPool default of 50). The keyword options are
+    for the A/B runs of `benchmarks.peer_ab`; the columns use the defaults.
     """
-    backend = RedisAsyncResultBackend(redis_url, prefix_str=f"{name}:result")
-    broker = RedisStreamBroker(redis_url, queue_name=name).with_result_backend(backend)
+    broker = BROKERS[kind](
+        redis_url, queue_name=name, max_connection_pool_size=pool, **broker_options
+    )
+    if results:
+        backend = RedisAsyncResultBackend(
+            redis_url, prefix_str=f"{name}:result", max_connection_pool_size=pool
+        )
+        broker = broker.with_result_backend(backend)
 
     async def chat(user_id: int, request_type: str, request_data: dict) -> None:
         await body()
@@ -42,6 +64,7 @@ class TaskiqAdapter(QueueAdapter):
     """Stream = the run's name; the consumer group is created before anything is kicked."""
 
     label = "taskiq"
+    broker_kind = "stream"
     packages = ("taskiq", "taskiq-redis", "redis", "hiredis")
     worker_module = "benchmarks.workers.taskiq"
     settings_note = (
@@ -52,13 +75,13 @@ class TaskiqAdapter(QueueAdapter):
 
     def __init__(self, redis_url: str, name: str) -> None:
         super().__init__(redis_url, name)
-        self._broker = make_broker(redis_url, name, _never_called)
+        self._broker = make_broker(redis_url, name, _never_called, kind=self.broker_kind)
         self._chat = self._broker.find_task(TASK_NAME)
 
     async def open(self) -> None:
-        # startup() creates the consumer group at "$": only messages kicked after it are
-        # delivered, so it must happen before the first kick (a worker started later
-        # then finds the tasks queued before it).
+        # startup() creates the stream's consumer group at "$": only messages kicked after
+        # it are delivered, so it must happen before the first kick (a worker started
+        # later then finds the tasks queued before it).
         await self._broker.startup()
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ from benchmarks.settings import IN_FLIGHT, KINDS
 
 
 def parse_args(description: str) -> argparse.Namespace:
-    """--redis-url, --name (queue/namespace name), --kind, --concurrency, --probe."""
+    """--redis-url, --name (queue/namespace name), --kind, --concurrency, --probe, --option."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--name", required=True, help="queue name / namespace of this run")
@@ -20,7 +20,35 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=IN_FLIGHT, help="tasks in flight")
     parser.add_argument("--probe", required=True, help="Redis key prefix the probe reports to")
     parser.add_argument("--prefetch", type=int, default=0, help="ours only: ProcessorSettings")
-    return parser.parse_args()
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of this queue's worker that differs from the column's (A/B runs)",
+    )
+    args = parser.parse_args()
+    args.options = parse_options(args.option)
+    return args
+
+
+def parse_options(items: list[str]) -> dict[str, str]:
+    """`["a=1", "b=x"]` as `{"a": "1", "b": "x"}`; an item without "=" fails loudly."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--option wants KEY=VALUE, got {item!r}")
+        options[key] = value
+    return options
+
+
+def take_options(options: dict[str, str], known: dict[str, type]) -> dict[str, object]:
+    """The options converted by `known` (name -> type); an unknown name fails loudly."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise SystemExit(f"unknown worker option(s) {unknown}; known: {sorted(known)}")
+    return {key: known[key](value) for key, value in options.items()}
 
 
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:

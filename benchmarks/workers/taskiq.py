@@ -4,27 +4,46 @@
 CLI's `--max-async-tasks`, default 100); `max_prefetch` stays 0 and acknowledgement stays
 "when saved", the CLI's defaults. Running the receiver in this module instead of
 `taskiq worker` gives one process (the CLI adds a supervisor process around its workers).
+`--option` changes one setting for the A/B runs of `benchmarks.peer_ab` (see OPTIONS).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from taskiq.acks import AcknowledgeType
 from taskiq.api import run_receiver_task
 
 from benchmarks.adapters.taskiq_adapter import make_broker
 from benchmarks.probe import Probe
-from benchmarks.workers.common import parse_args, run_until_signalled
+from benchmarks.workers.common import parse_args, run_until_signalled, take_options
 
 
-async def serve(args: argparse.Namespace) -> None:
+def _flag(text: str) -> bool:
+    return text.lower() in ("1", "true", "yes")
+
+
+#: settings an A/B run may change: receiver (max_prefetch, ack_type) and broker options
+OPTIONS = {
+    "max_prefetch": int,
+    "ack_type": AcknowledgeType,
+    "results": _flag,
+    "pool": int,
+    "xread_count": int,
+}
+RECEIVER_OPTIONS = {"max_prefetch": "max_prefetch", "ack_type": "ack_time"}
+
+
+async def serve(args: argparse.Namespace, kind: str = "stream") -> None:
     probe = Probe(args.redis_url, args.probe, args.kind)
-    broker = make_broker(args.redis_url, args.name, probe.run_task)
+    options = take_options(args.options, OPTIONS)
+    receiver = {RECEIVER_OPTIONS[k]: options.pop(k) for k in list(options) if k in RECEIVER_OPTIONS}
+    broker = make_broker(args.redis_url, args.name, probe.run_task, kind=kind, **options)
     broker.is_worker_process = True
     await broker.startup()
     await probe.start()
     try:
-        await run_receiver_task(broker, max_async_tasks=args.concurrency)
+        await run_receiver_task(broker, max_async_tasks=args.concurrency, **receiver)
     finally:
         await broker.shutdown()
 
