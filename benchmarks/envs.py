@@ -7,7 +7,7 @@ pool at 100 connections by default, where 5.x-7.x did not cap it, which breaks S
 `benchmarks/.venvs/<queue>/bin/python`, made here from pinned requirements the first time
 it is needed; ours runs under the interpreter that runs the benchmark.
 
-    python -m benchmarks.envs            # make (or refresh) all three now
+    python -m benchmarks.envs            # make (or refresh) all of them now
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ REQUIREMENTS = {
     "arq": ["arq==0.28.0", "hiredis>=3.0", "packaging"],
     "saq": ["saq[redis,hiredis]==0.26.4", "typing_extensions", "packaging"],
     "taskiq": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis>=3.0", "packaging"],
+    "taskiq-list": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis>=3.0", "packaging"],
+    "dramatiq": ["dramatiq[redis]==2.2.1", "hiredis>=3.0", "packaging"],
 }
 
 

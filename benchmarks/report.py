@@ -195,7 +195,8 @@ def write_plot(path: Path, results: Results, title: str) -> None:
     rows = max(1, -(-len(shown) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
     colors = {"ours": "#d62728", "ours-prefetch": "#ff9896", "arq": "#1f77b4",
-              "saq": "#2ca02c", "taskiq": "#ff7f0e"}
+              "saq": "#2ca02c", "taskiq": "#ff7f0e", "taskiq-list": "#ffbb78",
+              "dramatiq": "#9467bd"}
     for ax, metric in zip(axes.flat, shown, strict=False):
         _bars(ax, results, metric, colors)
     for ax in list(axes.flat)[len(shown) :]:

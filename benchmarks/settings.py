@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
-ALL_QUEUES = ("ours", "ours-prefetch", "arq", "saq", "taskiq")
+ALL_QUEUES = ("ours", "ours-prefetch", "arq", "saq", "taskiq", "taskiq-list", "dramatiq")
 # Columns that are our own queue under other settings, not peers: "ours / best peer"
-# compares the default "ours" with arq, SAQ and Taskiq only.
+# compares the default "ours" with the peers (arq, SAQ, Taskiq's two brokers, Dramatiq).
 OUR_VARIANTS = ("ours", "ours-prefetch")
 PREFETCH = 25  # ProcessorSettings(prefetch=...) of the "ours-prefetch" column
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -16,6 +16,8 @@ ADAPTERS = {
     "arq": "benchmarks.adapters.arq_adapter:ArqAdapter",
     "saq": "benchmarks.adapters.saq_adapter:SaqAdapter",
     "taskiq": "benchmarks.adapters.taskiq_adapter:TaskiqAdapter",
+    "taskiq-list": "benchmarks.adapters.taskiq_list_adapter:TaskiqListAdapter",
+    "dramatiq": "benchmarks.adapters.dramatiq_adapter:DramatiqAdapter",
 }
 
 
