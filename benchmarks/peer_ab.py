@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _format(figures: dict, workload: str) -> str:
     if "skipped" in figures or "errors" in figures:
-        return f"FAILED {figures.get('skipped') or figures.get('errors')}"
+        why = str(figures.get("skipped") or figures.get("errors"))
+        return f"FAILED {why.splitlines()[0][:300]}"
     shown = [f"{key} {figures[key]:,.2f}" for key in SHOWN[workload] if key in figures]
     return ", ".join([*shown, f"others' CPU {figures.get('foreign_cpu', 0.0):.0f}%"])
 

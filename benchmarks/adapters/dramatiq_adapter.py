@@ -49,7 +49,9 @@ def make_broker(
     async def chat(user_id: int, request_type: str, request_data: dict) -> None:
         await body()
 
-    actor = dramatiq.actor(chat, actor_name=TASK_NAME, broker=broker, store_results=results)
+    # store_results is an option only the Results middleware knows
+    options = {"store_results": True} if results else {}
+    actor = dramatiq.actor(chat, actor_name=TASK_NAME, broker=broker, **options)
     return broker, actor
 
 
