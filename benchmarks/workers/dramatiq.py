@@ -1,12 +1,12 @@
 """A Dramatiq worker process: `dramatiq.Worker(broker, worker_threads=<concurrency>)`.
 
-Dramatiq runs an async actor on the `AsyncIO` middleware's event-loop thread, and the
-worker thread that took the message waits until the coroutine returns ("Dramatiq
-worker threads will block while waiting for coroutines to finish"), so tasks in flight
-equal worker threads: the documented knob is `worker_threads` (the CLI's `--threads`,
-default 8). Everything else keeps Dramatiq's defaults (prefetch 2 x threads, the 1 s
-worker timeout). The probe runs on the event-loop thread, like the actor.
-`--option results=0` drops the result store (A/B runs of `benchmarks.peer_ab`).
+Dramatiq runs an async actor on the `AsyncIO` middleware's one event-loop thread, and the
+worker thread that took the message waits in `EventLoopThread.run_coroutine` until the
+coroutine returns, so tasks in flight equal worker threads: the knob is `worker_threads`
+(the CLI's `--threads`, default 8). Everything else keeps Dramatiq's defaults (prefetch
+2 x threads, the 1 s worker timeout, the default middleware). The probe runs on the
+event-loop thread, like the actor. `--option results=0` drops the result store (A/B runs
+of `benchmarks.peer_ab`).
 """
 
 from __future__ import annotations
