@@ -20,6 +20,8 @@ from benchmarks.adapters.base import QueueAdapter
 from benchmarks.settings import REQUEST_DATA, REQUEST_TYPE, TASK_NAME, USER_ID
 
 BROKERS: dict[str, Any] = {"stream": RedisStreamBroker, "list": ListQueueBroker}
+#: taskiq-redis's README "highly recommends" an expiry for results; arq keeps its 3,600 s
+RESULT_EX_TIME = 3600
 
 
 def make_broker(
@@ -45,7 +47,10 @@ def make_broker(
     )
     if results:
         backend = RedisAsyncResultBackend(
-            redis_url, prefix_str=f"{name}:result", max_connection_pool_size=pool
+            redis_url,
+            prefix_str=f"{name}:result",
+            result_ex_time=RESULT_EX_TIME,
+            max_connection_pool_size=pool,
         )
         broker = broker.with_result_backend(backend)
 
@@ -68,9 +73,10 @@ class TaskiqAdapter(QueueAdapter):
     packages = ("taskiq", "taskiq-redis", "redis", "hiredis")
     worker_module = "benchmarks.workers.taskiq"
     settings_note = (
-        "`RedisStreamBroker` + `RedisAsyncResultBackend`, worker via "
-        "`taskiq.api.run_receiver_task(max_async_tasks=<in flight>)`; defaults otherwise: "
-        "max_prefetch=0, ack when saved, xread_count=100, pool size 50, pickle results"
+        "`RedisStreamBroker` + `RedisAsyncResultBackend(result_ex_time=3600)`, worker via "
+        "`taskiq.api.run_receiver_task(max_async_tasks=<in flight>, max_prefetch=<in "
+        "flight>)`; defaults otherwise: ack when saved, xread_count=100, pool size 50, "
+        "pickle results"
     )
 
     def __init__(self, redis_url: str, name: str) -> None:

@@ -18,7 +18,7 @@ class TaskiqListAdapter(TaskiqAdapter):
     worker_module = "benchmarks.workers.taskiq_list"
     settings_note = (
         "`ListQueueBroker` (at-most-once: BRPOP, a task whose worker dies is lost) + "
-        "`RedisAsyncResultBackend`, worker via `taskiq.api.run_receiver_task("
-        "max_async_tasks=<in flight>)`; defaults otherwise: max_prefetch=0, pool size 50, "
-        "pickle results"
+        "`RedisAsyncResultBackend(result_ex_time=3600)`, worker via "
+        "`taskiq.api.run_receiver_task(max_async_tasks=<in flight>)`; defaults otherwise: "
+        "max_prefetch=0 (no acknowledgements), pool size 50, pickle results"
     )

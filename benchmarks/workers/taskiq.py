@@ -1,10 +1,14 @@
 """A Taskiq worker process: `taskiq.api.run_receiver_task(broker, max_async_tasks=<concurrency>)`.
 
 `max_async_tasks` is Taskiq's documented knob for tasks in flight per worker process (the
-CLI's `--max-async-tasks`, default 100); `max_prefetch` stays 0 and acknowledgement stays
-"when saved", the CLI's defaults. Running the receiver in this module instead of
-`taskiq worker` gives one process (the CLI adds a supervisor process around its workers).
-`--option` changes one setting for the A/B runs of `benchmarks.peer_ab` (see OPTIONS).
+CLI's `--max-async-tasks`, default 100). On the stream broker `max_prefetch` is set to the
+same number: Taskiq's CLI guide recommends `--max-prefetch` for high message rates on
+brokers that support acknowledgements, which the stream broker does (it names no value;
+one more task per slot is ours). The list broker has no acknowledgements, so it keeps the
+default 0. Acknowledgement stays "when saved", the default. Running the receiver in this
+module instead of `taskiq worker` gives one process (the CLI adds a supervisor process
+around its workers). `--option` changes one setting for the A/B runs of
+`benchmarks.peer_ab` (see OPTIONS).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ async def serve(args: argparse.Namespace, kind: str = "stream") -> None:
     probe = Probe(args.redis_url, args.probe, args.kind)
     options = take_options(args.options, OPTIONS)
     receiver = {RECEIVER_OPTIONS[k]: options.pop(k) for k in list(options) if k in RECEIVER_OPTIONS}
+    receiver.setdefault("max_prefetch", args.concurrency if kind == "stream" else 0)
     broker = make_broker(args.redis_url, args.name, probe.run_task, kind=kind, **options)
     broker.is_worker_process = True
     await broker.startup()
