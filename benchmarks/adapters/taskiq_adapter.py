@@ -16,25 +16,28 @@ from taskiq import AsyncBroker
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from benchmarks.adapters.base import QueueAdapter
-from benchmarks.settings import REQUEST_DATA, REQUEST_TYPE, TASK_NAME, USER_ID
+from benchmarks.settings import INDEX_FIELD, REQUEST_TYPE, TASK_NAME, USER_ID, request_data
 
 
-def make_broker(redis_url: str, name: str, body: Callable[[], Awaitable[None]]) -> AsyncBroker:
+def make_broker(
+    redis_url: str, name: str, body: Callable[[int | None], Awaitable[None]]
+) -> AsyncBroker:
     """The broker both sides use: stream `<name>`, results under `<name>:result:<task id>`.
 
-    `body` is what the `chat` task does (the probe in a worker; never called on a client).
+    `body` is what the `chat` task does, given the task's index (the probe in a worker;
+    never called on a client).
     """
     backend = RedisAsyncResultBackend(redis_url, prefix_str=f"{name}:result")
     broker = RedisStreamBroker(redis_url, queue_name=name).with_result_backend(backend)
 
     async def chat(user_id: int, request_type: str, request_data: dict) -> None:
-        await body()
+        await body(request_data.get(INDEX_FIELD))
 
     broker.register_task(chat, task_name=TASK_NAME)
     return broker
 
 
-async def _never_called() -> None:
+async def _never_called(index: int | None) -> None:
     raise RuntimeError("the client does not run tasks")
 
 
@@ -64,7 +67,7 @@ class TaskiqAdapter(QueueAdapter):
     async def close(self) -> None:
         await self._broker.shutdown()
 
-    async def enqueue(self) -> object:
+    async def enqueue(self, index: int | None = None) -> object:
         return await self._chat.kiq(
-            user_id=USER_ID, request_type=REQUEST_TYPE, request_data=REQUEST_DATA
+            user_id=USER_ID, request_type=REQUEST_TYPE, request_data=request_data(index)
         )
