@@ -241,7 +241,9 @@ def _bars(ax, results: Results, metric: Metric, colors: dict[str, str]) -> None:
     values = [_value(results, q, metric) for q in results.queues]
     heights = [v or 0.0 for v in values]
     ax.bar(results.queues, heights, color=[colors.get(q, "grey") for q in results.queues])
-    for i, v in enumerate(values):
+    for i, (queue, v) in enumerate(zip(results.queues, values, strict=True)):
+        if metric.key not in results.figures.get(queue, {}):
+            continue  # not run for this queue
         text = metric.none_text if v is None else f"{v:,.{metric.decimals}f}"
         ax.annotate(text, (i, heights[i]), ha="center", va="bottom", fontsize=7)
     arrow = "↑" if metric.higher_is_better else "↓"
@@ -253,8 +255,10 @@ def _bars(ax, results: Results, metric: Metric, colors: dict[str, str]) -> None:
         ax.set_yscale("log")  # e.g. arq's 500 ms poll next to 1 ms pickups
         ax.set_ylim(min(positive) / 2, max(positive) * 4)
         ax.set_ylabel(f"{metric.unit} (log)", fontsize=8)
-    else:
+    elif positive:
         ax.margins(y=0.18)
+    else:
+        ax.set_ylim(0, 1)  # all zero (e.g. no duplicated tasks): a flat baseline
 
 
 def load_json(path: Path, queues: list[str] | None = None) -> tuple[Results, dict]:
