@@ -89,10 +89,13 @@ class Session:
 
     async def fill(self, count: int, indexed: bool = False) -> None:
         """Queue `count` tasks quickly (up to 50 submits in flight; not a timed figure);
-        with `indexed`, task i carries the index i."""
+        with `indexed`, task i carries the index i (else `enqueue()` gets no argument, so an
+        adapter without the index parameter still runs every other workload)."""
         for start in range(0, count, FILL_CONCURRENCY):
             indices = range(start, min(start + FILL_CONCURRENCY, count))
-            await asyncio.gather(*(self.adapter.enqueue(i if indexed else None) for i in indices))
+            await asyncio.gather(
+                *(self.adapter.enqueue(i) if indexed else self.adapter.enqueue() for i in indices)
+            )
 
 
 @asynccontextmanager
