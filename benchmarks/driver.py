@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from benchmarks.adapters import ADAPTERS, QueueAdapter, load_adapter
 from benchmarks.cpu import CpuWatch
 from benchmarks.redis_tools import delete_matching
-from benchmarks.settings import Sizes
+from benchmarks.settings import CRASH_WAIT_SECONDS, Sizes
 from benchmarks.workloads import WORKLOADS, RunContext
 
 RESULT_PREFIX = "BENCH-RESULT "
@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="passed to every worker process as --option (benchmarks.peer_ab)",
     )
+    parser.add_argument("--crash-wait", type=float, default=CRASH_WAIT_SECONDS)
     return parser.parse_args(argv)
 
 
@@ -92,7 +93,9 @@ async def preflight(ctx: RunContext, adapter_cls: type[QueueAdapter]) -> None:
 
 
 NOISY_PERCENT = 5.0
-SINGLE_RUN = {"latency"}  # 200 samples already; repeating arq's would take minutes
+# latency: 200 samples already, and repeating arq's would take minutes; crash: up to
+# --crash-wait (330 s) per queue
+SINGLE_RUN = {"latency", "crash"}
 UNTIMED = {"memory"}  # bytes, not rates: others' CPU does not bias it (and killing a worker
 # with 1,000 open connections costs kernel time that /proc charges to no process)
 
@@ -181,7 +184,8 @@ def _first_line(exc: BaseException) -> str:
 async def drive(args: argparse.Namespace) -> dict:
     """Everything for one queue; always returns a JSON-able report."""
     client = aioredis.from_url(args.redis_url)
-    ctx = RunContext(client, args.redis_url, args.run_id, Sizes.scaled(args.tasks))
+    sizes = Sizes.scaled(args.tasks, crash_wait_s=args.crash_wait)
+    ctx = RunContext(client, args.redis_url, args.run_id, sizes)
     report: dict = {"queue": args.queue, "python": sys.executable}
     try:
         adapter_cls = load_adapter(args.queue)

@@ -27,6 +27,10 @@ class Metric:
     unit: str
     higher_is_better: bool
     decimals: int = 0
+    #: what a missing figure (None) means in this row
+    none_text: str = "n/a"
+    #: whether "ours / best peer" means anything here (not for counts such as lost tasks)
+    compare: bool = True
 
 
 def _metrics(workload: str, *rows: tuple) -> list[Metric]:
@@ -46,10 +50,23 @@ METRICS = (
         ("startup_s", "2. worker start-up, spawn → 1st start", "s", False, 2),
     ),
     *_metrics(
+        "redis1",
+        ("redis1_total", "2b. one INCR per task, 1 worker, spawn → all done", "tasks/s", True),
+        ("redis1_steady", "2b. one INCR per task, 1 worker, 1st start → all done", "tasks/s", True),
+    ),
+    *_metrics(
         "io",
         ("io_total", "3. sleep 0.1 s, spawn → all done", "tasks/s", True),
         ("io_steady", "3. sleep 0.1 s, 1st start → all done", "tasks/s", True),
         ("io_efficiency", "3. I/O efficiency (1st start, of ideal 1,000/s)", "%", True, 1),
+    ),
+    *_metrics(
+        "io1000",
+        ("io1000_total", "3b. sleep 1 s, 1,000 in flight, spawn → all done", "tasks/s", True),
+        ("io1000_steady", "3b. sleep 1 s, 1,000 in flight, 1st start → all done", "tasks/s", True),
+        ("io1000_efficiency", "3b. I/O efficiency (1st start, of ideal 1,000/s)", "%", True, 1),
+        ("io1000_efficiency_total", "3b. I/O efficiency (spawn, of ideal 1,000/s)", "%", True, 1),
+        ("io1000_peak", "3b. most tasks in flight at once", "tasks", True, 0, "", False),
     ),
     *_metrics(
         "latency",
@@ -75,6 +92,13 @@ METRICS = (
         ("scale2_steady", "6. no-op, 2 workers, 1st start → all done", "tasks/s", True),
         ("scale_speedup", "6. speed-up, 2 workers / 1 (1st start)", "×", True, 2),
     ),
+    *_metrics(
+        "crash",
+        ("crash_recovery_s", "7. crash: kill → all 100 re-run", "s", False, 1, "lost"),
+        ("crash_first_rerun_s", "7. crash: kill → first re-run done", "s", False, 1, "none"),
+        ("crash_lost", "7. crash: tasks lost (not done by the cap)", "tasks", False, 0, "", False),
+        ("crash_duplicated", "7. crash: tasks done twice or more", "tasks", False, 0, "", False),
+    ),
 )
 
 
@@ -98,12 +122,14 @@ class Results:
         figures = self.figures.get(queue, {})
         if metric.key in figures:
             value = figures[metric.key]
-            return "n/a" if value is None else f"{value:,.{metric.decimals}f}"
+            return metric.none_text if value is None else f"{value:,.{metric.decimals}f}"
         failed = self.errors.get(queue, {})
         return "err" if metric.workload in failed or metric.key in failed else ""
 
     def ratio(self, metric: Metric, ours: str = "ours") -> str:
         """ours / best peer (best = highest, or lowest where lower is better)."""
+        if not metric.compare:
+            return ""
         mine = self.figures.get(ours, {}).get(metric.key)
         peers = [
             self.figures[q][metric.key]
@@ -216,8 +242,10 @@ def _bars(ax, results: Results, metric: Metric, colors: dict[str, str]) -> None:
     values = [_value(results, q, metric) for q in results.queues]
     heights = [v or 0.0 for v in values]
     ax.bar(results.queues, heights, color=[colors.get(q, "grey") for q in results.queues])
-    for i, v in enumerate(values):
-        text = "n/a" if v is None else f"{v:,.{metric.decimals}f}"
+    for i, (queue, v) in enumerate(zip(results.queues, values, strict=True)):
+        if metric.key not in results.figures.get(queue, {}):
+            continue  # not run for this queue
+        text = metric.none_text if v is None else f"{v:,.{metric.decimals}f}"
         ax.annotate(text, (i, heights[i]), ha="center", va="bottom", fontsize=7)
     arrow = "↑" if metric.higher_is_better else "↓"
     ax.set_title(f"{metric.label} {arrow}", fontsize=8)
@@ -228,8 +256,10 @@ def _bars(ax, results: Results, metric: Metric, colors: dict[str, str]) -> None:
         ax.set_yscale("log")  # e.g. arq's 500 ms poll next to 1 ms pickups
         ax.set_ylim(min(positive) / 2, max(positive) * 4)
         ax.set_ylabel(f"{metric.unit} (log)", fontsize=8)
-    else:
+    elif positive:
         ax.margins(y=0.18)
+    else:
+        ax.set_ylim(0, 1)  # all zero (e.g. no duplicated tasks): a flat baseline
 
 
 def load_json(path: Path, queues: list[str] | None = None) -> tuple[Results, dict]:

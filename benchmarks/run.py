@@ -37,6 +37,8 @@ from benchmarks.redis_tools import delete_matching
 from benchmarks.report import Results, machine_info, plot_title, table, write_json, write_plot
 from benchmarks.settings import (
     ALL_QUEUES,
+    CRASH_TASKS,
+    CRASH_WAIT_SECONDS,
     DEFAULT_REDIS_URL,
     HOLD_IN_FLIGHT,
     IN_FLIGHT,
@@ -88,6 +90,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run each workload this many times and report the medians "
         "(default 1; the latency workload always runs once)",
     )
+    parser.add_argument(
+        "--crash-wait",
+        type=float,
+        default=CRASH_WAIT_SECONDS,
+        metavar="SECONDS",
+        help="crash workload: how long after the kill a task may take to complete before "
+        "it counts as lost (default %(default)s)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--plot", type=Path, help="also draw a PNG bar chart here")
     parser.add_argument(
@@ -105,6 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--tasks must be at least 100")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.crash_wait <= 0:
+        parser.error("--crash-wait must be positive")
     return args
 
 
@@ -135,6 +147,8 @@ def run_driver(args: argparse.Namespace, queue: str, run_id: str, workload: str)
         workload,
         "--repeat",
         "1",
+        "--crash-wait",
+        str(args.crash_wait),
     ]
     env = {
         **os.environ,
@@ -248,7 +262,8 @@ def describe(args: argparse.Namespace, run_id: str, reports: dict) -> dict:
         "redis_url": args.redis_url,
         "machine": machine_info(info),
         "sizes": {
-            **vars(Sizes.scaled(args.tasks)),
+            **vars(Sizes.scaled(args.tasks, crash_wait_s=args.crash_wait)),
+            "crash_tasks": CRASH_TASKS,
             "in_flight": IN_FLIGHT,
             "hold_in_flight": HOLD_IN_FLIGHT,
             "repeat": args.repeat,

@@ -21,13 +21,19 @@ USER_ID = 1
 REQUEST_TYPE = "chat_completion"
 REQUEST_DATA = {"message": "你好，今天天气怎么样？"}
 TASK_NAME = "chat"
+#: the field of `request_data` that carries a task's index (the crash workload's identity)
+INDEX_FIELD = "index"
 
 # What a task does in the worker process (see benchmarks.probe.Probe.run_task).
-KINDS = ("noop", "sleep", "stamp", "hold")
+KINDS = ("noop", "redis1", "sleep", "sleep1", "stamp", "hold", "crash")
 SLEEP_SECONDS = 0.1  # the I/O-efficiency task
+LONG_SLEEP_SECONDS = 1.0  # the I/O task with 1,000 in flight (an AI call waits seconds)
 HOLD_SECONDS = 8.0  # the memory task; under SAQ's default 10 s job timeout
+CRASH_SECONDS = 2.0  # the crash workload's task; under every peer's default job timeout
 IN_FLIGHT = 100  # per worker process, every throughput workload
-HOLD_IN_FLIGHT = 1000  # the process-memory workload
+HOLD_IN_FLIGHT = 1000  # the process-memory workload and the io1000 workload
+CRASH_TASKS = 100  # tasks running when the crash workload kills the worker
+CRASH_WAIT_SECONDS = 330.0  # how long after the kill a task may take to complete (--crash-wait)
 
 
 @dataclass(frozen=True)
@@ -36,18 +42,36 @@ class Sizes:
 
     tasks: int = 10_000
     io_tasks: int = 3_000
+    io1000_tasks: int = 10_000
     latency_samples: int = 200
     batch_size: int = 100
+    crash_wait_s: float = CRASH_WAIT_SECONDS
 
     @classmethod
-    def scaled(cls, tasks: int) -> Sizes:
-        """Sizes for `tasks` (the issue's figures at 10,000; smaller for a smoke run)."""
+    def scaled(cls, tasks: int, crash_wait_s: float = CRASH_WAIT_SECONDS) -> Sizes:
+        """Sizes for `tasks` (the issue's figures at 10,000; smaller for a smoke run).
+
+        io1000 keeps at least two waves of 1,000 tasks, so its 1st-start figure spans more
+        than one task's sleep. The crash workload's size is fixed (CRASH_TASKS); only how
+        long it waits after the kill is an option.
+        """
         factor = tasks / 10_000
         return cls(
             tasks=tasks,
             io_tasks=max(100, round(3_000 * factor)),
+            io1000_tasks=max(2 * HOLD_IN_FLIGHT, round(10_000 * factor)),
             latency_samples=max(20, min(200, round(200 * factor))),
+            crash_wait_s=crash_wait_s,
         )
+
+
+def request_data(index: int | None = None) -> dict:
+    """The chat request's `request_data`, carrying `index` as INDEX_FIELD when given.
+
+    Every adapter submits this dict (so every queue carries the same payload) and every
+    worker hands `request_data.get(INDEX_FIELD)` to `Probe.run_task`.
+    """
+    return REQUEST_DATA if index is None else {**REQUEST_DATA, INDEX_FIELD: index}
 
 
 def new_run_id() -> str:

@@ -1,4 +1,4 @@
-"""The six workloads. Each takes the run context and an adapter class, returns its figures.
+"""The workloads. Each takes the run context and an adapter class, returns its figures.
 
 Every workload opens its own adapter under a fresh name (`<run id>-<queue>-<tag>`), so its
 queue, keys and probe are its own, and in the end stops its workers and deletes its keys.
@@ -17,10 +17,19 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from benchmarks.adapters.base import QueueAdapter
+from benchmarks.crash import kill_and_recover
 from benchmarks.probe import Progress, read_progress
 from benchmarks.procs import WorkerProcess, rss_kib, spawn_worker, stop_worker
 from benchmarks.redis_tools import memory_usage, used_memory
-from benchmarks.settings import HOLD_IN_FLIGHT, HOLD_SECONDS, IN_FLIGHT, SLEEP_SECONDS, Sizes
+from benchmarks.settings import (
+    CRASH_TASKS,
+    HOLD_IN_FLIGHT,
+    HOLD_SECONDS,
+    IN_FLIGHT,
+    LONG_SLEEP_SECONDS,
+    SLEEP_SECONDS,
+    Sizes,
+)
 
 Figures = dict[str, float | None]
 POLL_SECONDS = 0.01
@@ -78,11 +87,15 @@ class Session:
                 raise TimeoutError(f"gave up after {timeout:.0f} s at {progress}\n{logs}")
             await asyncio.sleep(POLL_SECONDS)
 
-    async def fill(self, count: int) -> None:
-        """Queue `count` tasks quickly (up to 50 submits in flight; not a timed figure)."""
+    async def fill(self, count: int, indexed: bool = False) -> None:
+        """Queue `count` tasks quickly (up to 50 submits in flight; not a timed figure);
+        with `indexed`, task i carries the index i (else `enqueue()` gets no argument, so an
+        adapter without the index parameter still runs every other workload)."""
         for start in range(0, count, FILL_CONCURRENCY):
-            size = min(FILL_CONCURRENCY, count - start)
-            await asyncio.gather(*(self.adapter.enqueue() for _ in range(size)))
+            indices = range(start, min(start + FILL_CONCURRENCY, count))
+            await asyncio.gather(
+                *(self.adapter.enqueue(i) if indexed else self.adapter.enqueue() for i in indices)
+            )
 
 
 @asynccontextmanager
@@ -138,10 +151,12 @@ async def _batch_rate(adapter: QueueAdapter, n: int, batch_size: int) -> float |
 # --- 2. / 6. no-op throughput and scale-out ------------------------------------------------
 
 
-async def drain(s: Session, kind: str, n: int, workers: int = 1) -> Figures:
+async def drain(
+    s: Session, kind: str, n: int, workers: int = 1, concurrency: int = IN_FLIGHT
+) -> Figures:
     """Queue n tasks, spawn the workers, time until all n are done (probe counts)."""
     await s.fill(n)
-    spawned = s.spawn(kind, count=workers)
+    spawned = s.spawn(kind, count=workers, concurrency=concurrency)
     p = await s.wait_until(lambda p: p.done >= n, _timeout_for(n))
     if p.done > n:
         s.ctx.notes.append(f"{s.adapter.label}: {p.done - n} extra executions of {n} ({kind})")
@@ -149,6 +164,7 @@ async def drain(s: Session, kind: str, n: int, workers: int = 1) -> Figures:
         "total": n / (p.last_done - spawned),
         "steady": n / (p.last_done - p.first_start),
         "startup": p.first_start - spawned,
+        "peak": p.peak,
     }
 
 
@@ -157,6 +173,17 @@ async def noop_throughput(ctx: RunContext, adapter_cls: type[QueueAdapter]) -> F
     async with session(ctx, adapter_cls, "noop") as s:
         f = await drain(s, "noop", ctx.sizes.tasks)
     return {"noop_total": f["total"], "noop_steady": f["steady"], "startup_s": f["startup"]}
+
+
+async def redis1_throughput(ctx: RunContext, adapter_cls: type[QueueAdapter]) -> Figures:
+    """As no-op, but each task does one Redis command (INCR) with the probe's own client."""
+    n = ctx.sizes.tasks
+    async with session(ctx, adapter_cls, "redis1") as s:
+        f = await drain(s, "redis1", n)
+        counted = int(await ctx.client.get(f"{s.probe_key}:incr") or 0)
+    if counted < n:
+        raise RuntimeError(f"the tasks counted {counted} INCRs for {n} tasks done")
+    return {"redis1_total": f["total"], "redis1_steady": f["steady"]}
 
 
 async def scale_out(ctx: RunContext, adapter_cls: type[QueueAdapter]) -> Figures:
@@ -183,6 +210,29 @@ async def io_efficiency(ctx: RunContext, adapter_cls: type[QueueAdapter]) -> Fig
         "io_total": f["total"],
         "io_steady": f["steady"],
         "io_efficiency": 100.0 * f["steady"] / ideal,
+    }
+
+
+async def io1000_efficiency(ctx: RunContext, adapter_cls: type[QueueAdapter]) -> Figures:
+    """Tasks that each sleep 1 s, 1,000 in flight: throughput against the ideal 1,000/s.
+
+    Efficiency is given from the first start (as for `io`) and from the worker's spawn
+    (start-up included); `io1000_peak` shows whether the worker really held 1,000 at once.
+    """
+    ideal = HOLD_IN_FLIGHT / LONG_SLEEP_SECONDS
+    async with session(ctx, adapter_cls, "io1000") as s:
+        f = await drain(s, "sleep1", ctx.sizes.io1000_tasks, concurrency=HOLD_IN_FLIGHT)
+    if f["peak"] < HOLD_IN_FLIGHT:
+        ctx.notes.append(
+            f"{adapter_cls.label}: io1000 held at most {f['peak']:.0f} tasks in flight, "
+            f"not {HOLD_IN_FLIGHT}"
+        )
+    return {
+        "io1000_total": f["total"],
+        "io1000_steady": f["steady"],
+        "io1000_efficiency": 100.0 * f["steady"] / ideal,
+        "io1000_efficiency_total": 100.0 * f["total"] / ideal,
+        "io1000_peak": f["peak"],
     }
 
 
@@ -278,11 +328,27 @@ async def _spawn_idle(s: Session, concurrency: int) -> int:
     return rss_kib(s.workers[0].pid)
 
 
+# --- crash recovery ------------------------------------------------------------------------
+
+
+async def crash(ctx: RunContext, adapter_cls: type[QueueAdapter]) -> Figures:
+    """K indexed 2 s tasks running in one worker; SIGKILL it, start a fresh one, and wait
+    until every index has completed (see `benchmarks.crash`)."""
+    async with session(ctx, adapter_cls, "crash") as s:
+        await s.fill(CRASH_TASKS, indexed=True)
+        s.spawn("crash")
+        await s.wait_until(lambda p: p.started >= CRASH_TASKS, READY_TIMEOUT)
+        return await kill_and_recover(s, CRASH_TASKS, ctx.sizes.crash_wait_s)
+
+
 WORKLOADS = {
     "enqueue": enqueue_rate,
     "noop": noop_throughput,
+    "redis1": redis1_throughput,
     "io": io_efficiency,
+    "io1000": io1000_efficiency,
     "latency": pickup_latency,
     "memory": memory,
     "scaleout": scale_out,
+    "crash": crash,
 }

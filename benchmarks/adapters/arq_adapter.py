@@ -7,7 +7,7 @@ import itertools
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from benchmarks.adapters.base import QueueAdapter
-from benchmarks.settings import REQUEST_DATA, REQUEST_TYPE, TASK_NAME, USER_ID
+from benchmarks.settings import REQUEST_TYPE, TASK_NAME, USER_ID, request_data
 
 
 class ArqAdapter(QueueAdapter):
@@ -34,12 +34,12 @@ class ArqAdapter(QueueAdapter):
         if self._pool is not None:
             await self._pool.aclose()
 
-    async def enqueue(self) -> object:
+    async def enqueue(self, index: int | None = None) -> object:
         job = await self._pool.enqueue_job(
             TASK_NAME,
             user_id=USER_ID,
             request_type=REQUEST_TYPE,
-            request_data=REQUEST_DATA,
+            request_data=request_data(index),
             _job_id=f"{self.name}:{next(self._ids)}",
         )
         if job is None:

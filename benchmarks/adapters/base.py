@@ -3,6 +3,13 @@
 One adapter drives one queue through its public client API for one workload run. `name`
 (an argument to the constructor) is unique to the run, the queue and the workload, and
 every Redis key the queue creates for it contains it, so `cleanup` deletes exactly those.
+
+A task's identity: `enqueue(index=i)` submits the same chat request with `i` in its
+`request_data` (built by `benchmarks.settings.request_data(i)`, field "index"), and the
+queue's worker module passes `request_data.get("index")` to `Probe.run_task`. The crash
+workload needs this to tell a lost task from a re-run one; the other workloads call
+`enqueue()` and their tasks carry no index. An adapter for a new queue implements both
+halves: its `enqueue` forwards `index` to `request_data(index)`, its worker reads it back.
 """
 
 from __future__ import annotations
@@ -45,8 +52,14 @@ class QueueAdapter(ABC):
         """Disconnect the client."""
 
     @abstractmethod
-    async def enqueue(self) -> object:
-        """Submit one small chat request (no-op on the client's side of the task)."""
+    async def enqueue(self, index: int | None = None) -> object:
+        """Submit one small chat request (no-op on the client's side of the task).
+
+        Args:
+            index: the task's identity, carried as `request_data["index"]` (see
+                `benchmarks.settings.request_data`) and handed by the worker to
+                `Probe.run_task`; None for a task that needs none.
+        """
 
     @property
     def supports_batch(self) -> bool:

@@ -20,20 +20,21 @@ from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
 
 from benchmarks.adapters.base import QueueAdapter
-from benchmarks.settings import REQUEST_DATA, REQUEST_TYPE, TASK_NAME, USER_ID
+from benchmarks.settings import INDEX_FIELD, REQUEST_TYPE, TASK_NAME, USER_ID, request_data
 
 
 def make_broker(
     redis_url: str,
     name: str,
-    body: Callable[[], Awaitable[None]],
+    body: Callable[[int | None], Awaitable[None]],
     *,
     worker: bool = False,
     results: bool = True,
 ) -> tuple[RedisBroker, Any]:
     """The broker both sides use and its `chat` actor (storing results unless told not to).
 
-    `body` is what the actor does (the probe in a worker; never called on a client). A
+    `body` is what the actor does, given the task's index (the probe in a worker; never
+    called on a client). A
     worker's broker also gets the `AsyncIO` middleware, which runs async actors on one
     event-loop thread; each worker thread blocks until its actor's coroutine is done.
     """
@@ -47,7 +48,7 @@ def make_broker(
         broker.add_middleware(AsyncIO())
 
     async def chat(user_id: int, request_type: str, request_data: dict) -> None:
-        await body()
+        await body(request_data.get(INDEX_FIELD))
 
     # store_results is an option only the Results middleware knows
     options = {"store_results": True} if results else {}
@@ -55,7 +56,7 @@ def make_broker(
     return broker, actor
 
 
-async def _never_called() -> None:
+async def _never_called(index: int | None) -> None:
     raise RuntimeError("the client does not run tasks")
 
 
@@ -83,7 +84,7 @@ class DramatiqAdapter(QueueAdapter):
     async def close(self) -> None:
         self._broker.close()
 
-    async def enqueue(self) -> object:
+    async def enqueue(self, index: int | None = None) -> object:
         return self._actor.send(
-            user_id=USER_ID, request_type=REQUEST_TYPE, request_data=REQUEST_DATA
+            user_id=USER_ID, request_type=REQUEST_TYPE, request_data=request_data(index)
         )

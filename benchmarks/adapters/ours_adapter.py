@@ -13,7 +13,7 @@ import inspect
 from typing import Any
 
 from benchmarks.adapters.base import QueueAdapter
-from benchmarks.settings import PREFETCH, REQUEST_DATA, REQUEST_TYPE, USER_ID
+from benchmarks.settings import PREFETCH, REQUEST_DATA, REQUEST_TYPE, USER_ID, request_data
 
 REQUEST = {"user_id": USER_ID, "request_type": REQUEST_TYPE, "request_data": REQUEST_DATA}
 
@@ -55,8 +55,10 @@ class OursAdapter(QueueAdapter):
         if self._client is not None:
             await maybe_await(self._client.stop())
 
-    async def enqueue(self) -> object:
-        return await self._client.submit_task(**REQUEST)
+    async def enqueue(self, index: int | None = None) -> object:
+        if index is None:
+            return await self._client.submit_task(**REQUEST)
+        return await self._client.submit_task(**{**REQUEST, "request_data": request_data(index)})
 
     @property
     def supports_batch(self) -> bool:
@@ -77,7 +79,7 @@ class OursPrefetchAdapter(OursAdapter):
         f"as ours, with `ProcessorSettings(prefetch={PREFETCH})` in the worker process "
         "(priority no longer strict: see `ProcessorSettings.prefetch`)"
     )
-    workloads = ("noop", "io")
+    workloads = ("noop", "redis1", "io", "io1000")
 
     def worker_argv(self, kind: str, concurrency: int, probe_key: str) -> list[str]:
         return [*super().worker_argv(kind, concurrency, probe_key), "--prefetch", str(PREFETCH)]

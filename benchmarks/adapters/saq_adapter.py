@@ -11,7 +11,7 @@ import itertools
 from saq import Queue
 
 from benchmarks.adapters.base import QueueAdapter
-from benchmarks.settings import REQUEST_DATA, REQUEST_TYPE, TASK_NAME, USER_ID
+from benchmarks.settings import REQUEST_TYPE, TASK_NAME, USER_ID, request_data
 
 
 class SaqAdapter(QueueAdapter):
@@ -38,13 +38,13 @@ class SaqAdapter(QueueAdapter):
         if self._queue is not None:
             await self._queue.disconnect()
 
-    async def enqueue(self) -> object:
+    async def enqueue(self, index: int | None = None) -> object:
         job = await self._queue.enqueue(
             TASK_NAME,
             key=f"{self.name}:{next(self._keys)}",
             user_id=USER_ID,
             request_type=REQUEST_TYPE,
-            request_data=REQUEST_DATA,
+            request_data=request_data(index),
         )
         if job is None:
             raise RuntimeError("SAQ refused a job (duplicate key)")

@@ -17,7 +17,7 @@ from taskiq import AsyncBroker
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend, RedisStreamBroker
 
 from benchmarks.adapters.base import QueueAdapter
-from benchmarks.settings import REQUEST_DATA, REQUEST_TYPE, TASK_NAME, USER_ID
+from benchmarks.settings import INDEX_FIELD, REQUEST_TYPE, TASK_NAME, USER_ID, request_data
 
 BROKERS: dict[str, Any] = {"stream": RedisStreamBroker, "list": ListQueueBroker}
 #: taskiq-redis's README "highly recommends" an expiry for results; arq keeps its 3,600 s
@@ -27,7 +27,7 @@ RESULT_EX_TIME = 3600
 def make_broker(
     redis_url: str,
     name: str,
-    body: Callable[[], Awaitable[None]],
+    body: Callable[[int | None], Awaitable[None]],
     *,
     kind: str = "stream",
     results: bool = True,
@@ -36,7 +36,8 @@ def make_broker(
 ) -> AsyncBroker:
     """The broker both sides use: queue `<name>`, results under `<name>:result:<task id>`.
 
-    `body` is what the `chat` task does (the probe in a worker; never called on a client).
+    `body` is what the `chat` task does, given the task's index (the probe in a worker;
+    never called on a client).
     `kind` picks the broker ("stream" or "list"); `results=False` drops the result backend
     and `pool` sets both connection pools' size (taskiq-redis's `max_connection_pool_size`;
     None keeps redis-py's BlockingConnectionPool default of 50). The keyword options are
@@ -55,13 +56,13 @@ def make_broker(
         broker = broker.with_result_backend(backend)
 
     async def chat(user_id: int, request_type: str, request_data: dict) -> None:
-        await body()
+        await body(request_data.get(INDEX_FIELD))
 
     broker.register_task(chat, task_name=TASK_NAME)
     return broker
 
 
-async def _never_called() -> None:
+async def _never_called(index: int | None) -> None:
     raise RuntimeError("the client does not run tasks")
 
 
@@ -93,7 +94,7 @@ class TaskiqAdapter(QueueAdapter):
     async def close(self) -> None:
         await self._broker.shutdown()
 
-    async def enqueue(self) -> object:
+    async def enqueue(self, index: int | None = None) -> object:
         return await self._chat.kiq(
-            user_id=USER_ID, request_type=REQUEST_TYPE, request_data=REQUEST_DATA
+            user_id=USER_ID, request_type=REQUEST_TYPE, request_data=request_data(index)
         )

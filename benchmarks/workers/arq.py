@@ -12,7 +12,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from benchmarks.probe import Probe
-from benchmarks.settings import TASK_NAME
+from benchmarks.settings import INDEX_FIELD, TASK_NAME
 from benchmarks.workers.common import parse_args
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     async def chat(
         ctx: dict[str, Any], user_id: int, request_type: str, request_data: dict
     ) -> None:
-        await probe.run_task()
+        await probe.run_task(request_data.get(INDEX_FIELD))
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         await probe.start()

@@ -16,6 +16,7 @@ from typing import Any
 
 from benchmarks.adapters.ours_adapter import make_processor, maybe_await
 from benchmarks.probe import Probe
+from benchmarks.settings import INDEX_FIELD
 from benchmarks.workers.common import parse_args, run_until_signalled
 
 
@@ -25,7 +26,7 @@ def build_processor(args: argparse.Namespace, probe: Probe) -> Any:
     from chatroom_async.backend import FunctionBackend
 
     async def chat(request: Any) -> dict:
-        await probe.run_task()
+        await probe.run_task(request.request_data.get(INDEX_FIELD))
         return {"ok": True}
 
     return make_processor(

@@ -13,7 +13,7 @@ from typing import Any
 from saq import Queue, Worker
 
 from benchmarks.probe import Probe
-from benchmarks.settings import TASK_NAME
+from benchmarks.settings import INDEX_FIELD, TASK_NAME
 from benchmarks.workers.common import parse_args, run_until_signalled
 
 
@@ -23,7 +23,7 @@ async def serve(args: argparse.Namespace) -> None:
     async def chat(
         ctx: dict[str, Any], *, user_id: int, request_type: str, request_data: dict
     ) -> None:
-        await probe.run_task()
+        await probe.run_task(request_data.get(INDEX_FIELD))
 
     async def startup(ctx: dict[str, Any]) -> None:
         await probe.start()
