@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.settings import OUR_VARIANTS
+from benchmarks.settings import NOT_PEERS
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,24 @@ METRICS = (
         ("crash_lost", "7. crash: tasks lost (not done by the cap)", "tasks", False, 0, "", False),
         ("crash_duplicated", "7. crash: tasks done twice or more", "tasks", False, 0, "", False),
     ),
+    # the next two come from benchmarks.goodput and benchmarks.follow_fanout, merged by
+    # benchmarks.suite
+    *_metrics(
+        "goodput",
+        ("goodput_share", "8. goodput at 1.5x a provider's rate, of its rate", "%", True, 1),
+        ("goodput_refused", "8. goodput: calls refused with 429", "%", False, 1),
+        ("goodput_p50_s", "8. goodput: latency p50", "s", False, 1),
+        ("goodput_p95_s", "8. goodput: latency p95", "s", False, 1),
+        ("goodput_failed", "8. goodput: requests failed", "tasks", False, 0, "", False),
+    ),
+    *_metrics(
+        "follow",
+        ("first_token_p50_ms", "9. first token → follower (other process) p50", "ms", False, 1),
+        ("first_token_p99_ms", "9. first token → follower (other process) p99", "ms", False, 1),
+        ("chunk_p50_ms", "9. every chunk → follower p50 (50 ms coalescing)", "ms", False, 1),
+        ("chunk_p99_ms", "9. every chunk → follower p99 (50 ms coalescing)", "ms", False, 1),
+        ("writes_per_answer", "9. writes per 200-chunk answer", "calls", False, 1),
+    ),
 )
 
 
@@ -134,7 +152,7 @@ class Results:
         peers = [
             self.figures[q][metric.key]
             for q in self.queues
-            if q not in OUR_VARIANTS and self.figures.get(q, {}).get(metric.key) is not None
+            if q not in NOT_PEERS and self.figures.get(q, {}).get(metric.key) is not None
         ]
         if mine is None or not peers:
             return ""
@@ -222,7 +240,7 @@ def write_plot(path: Path, results: Results, title: str) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
     colors = {"ours": "#d62728", "ours-prefetch": "#ff9896", "arq": "#1f77b4",
               "saq": "#2ca02c", "taskiq": "#ff7f0e", "taskiq-list": "#ffbb78",
-              "dramatiq": "#9467bd"}
+              "dramatiq": "#9467bd", "ours-plain": "#f7b6d2", "cookbook": "#7f7f7f"}
     for ax, metric in zip(axes.flat, shown, strict=False):
         _bars(ax, results, metric, colors)
     for ax in list(axes.flat)[len(shown) :]:

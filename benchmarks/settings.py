@@ -13,6 +13,9 @@ ALL_QUEUES = ("ours", "ours-prefetch", "arq", "saq", "taskiq", "taskiq-list", "d
 # Columns that are our own queue under other settings, not peers: "ours / best peer"
 # compares the default "ours" with the peers (arq, SAQ, Taskiq's two brokers, Dramatiq).
 OUR_VARIANTS = ("ours", "ours-prefetch")
+# Columns of the goodput rows only (benchmarks.suite): ours without the shared limiter, and
+# the anchor (the OpenAI cookbook's single-process throttle). Neither is a peer either.
+NOT_PEERS = (*OUR_VARIANTS, "ours-plain", "cookbook")
 PREFETCH = 25  # ProcessorSettings(prefetch=...) of the "ours-prefetch" column
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
