@@ -63,6 +63,8 @@ WORKERS, SLOTS = 3, 50
 WARMUP_S = 10.0
 PEERS = ("arq", "saq", "taskiq")
 MODES = ("shared", "plain", "cookbook", *PEERS)
+#: one request's (submitted, completed or None, status), seconds from the first arrival
+Result = tuple[float, float | None, str]
 HORIZON_S = 30.0  # after the last arrival; what is unfinished then is not counted
 
 
@@ -121,7 +123,7 @@ async def drain_provider_bucket(base: str) -> None:
 
 
 def arrivals(seconds: float, rate: float, seed: int) -> list[float]:
-    rng, t, out = random.Random(seed), 0.0, []
+    rng, t, out = random.Random(seed), 0.0, list[float]()
     while True:
         t += rng.expovariate(rate)
         if t >= seconds:
@@ -129,7 +131,7 @@ def arrivals(seconds: float, rate: float, seed: int) -> list[float]:
         out.append(t)
 
 
-async def run_queue(mode: str, base: str, redis_url: str, plan: list[float]) -> list[tuple]:
+async def run_queue(mode: str, base: str, redis_url: str, plan: list[float]) -> list[Result]:
     """Our workers (with or without the shared limiter) and a submitting client."""
     ns = f"goodput-{uuid.uuid4().hex[:8]}"
     flags = ["--provider-rpm", str(RPM), "--provider-concurrency",
@@ -159,7 +161,7 @@ async def run_queue(mode: str, base: str, redis_url: str, plan: list[float]) -> 
         await client.stop()
 
 
-async def _feed(client: AsyncAIProcessor, plan: list[float]) -> list[tuple]:
+async def _feed(client: AsyncAIProcessor, plan: list[float]) -> list[Result]:
     start = time.monotonic()
     ids: list[tuple[str, float]] = []
     for i, at in enumerate(plan):
@@ -168,7 +170,7 @@ async def _feed(client: AsyncAIProcessor, plan: list[float]) -> list[tuple]:
                                        max_retries=8, timeout=60)
         ids.append((tid, time.monotonic() - start))
     horizon = plan[-1] + 30  # what is still queued then is not counted
-    out = []
+    out: list[Result] = []
     for tid, submitted in ids:
         try:
             final = await client.wait_for_task(tid, timeout=max(0.1, start + horizon
@@ -182,7 +184,7 @@ async def _feed(client: AsyncAIProcessor, plan: list[float]) -> list[tuple]:
     return out
 
 
-async def run_cookbook(base: str, plan: list[float]) -> list[tuple]:
+async def run_cookbook(base: str, plan: list[float]) -> list[Result]:
     """The anchor: the OpenAI cookbook's throttle in one process, on the same arrivals."""
     from openai import APIStatusError, AsyncOpenAI
 
@@ -191,7 +193,7 @@ async def run_cookbook(base: str, plan: list[float]) -> list[tuple]:
     last_429 = -1e9
     start = time.monotonic()
     queue: asyncio.Queue[tuple[int, float, int]] = asyncio.Queue()
-    out: list[tuple] = []
+    out: list[Result] = []
     pending: set[asyncio.Task[None]] = set()
 
     async def call(i: int, submitted: float, tries: int) -> None:
@@ -235,7 +237,7 @@ async def run_cookbook(base: str, plan: list[float]) -> list[tuple]:
 
 
 async def run_peer(queue: str, base: str, redis_url: str, plan: list[float],
-                   ready: Callable[[], Awaitable[None]]) -> list[tuple]:
+                   ready: Callable[[], Awaitable[None]]) -> list[Result]:
     """A peer's own workers (three, 50 jobs at once each) and its own client, in its own
     environment (`benchmarks/workers/goodput_<queue>.py`); their records read back here.
     `ready` (emptying the provider's bucket) runs once they are started, right before the
@@ -279,7 +281,7 @@ async def run_peer(queue: str, base: str, redis_url: str, plan: list[float],
         await redis.aclose()
     out = []
     for i in range(len(plan)):
-        at, _, status = done.get(str(i), " unfinished").partition(" ")
+        at, _, status = str(done.get(str(i), " unfinished")).partition(" ")
         submitted = float(sent[str(i)]) - start if str(i) in sent else plan[i]
         out.append((submitted, float(at) - start if status == "completed" else None, status))
     return out
@@ -297,7 +299,7 @@ async def _await_finished(redis: Redis, ns: str, total: int, horizon: float,
             ended += 1
 
 
-def figures(results: list[tuple], plan: list[float], before: dict[str, Any],
+def figures(results: list[Result], plan: list[float], before: dict[str, Any],
             after: dict[str, Any]) -> dict[str, float]:
     lo, hi = WARMUP_S, plan[-1]
     done = sorted(d for _, d, s in results if s == "completed" and d is not None)
