@@ -20,7 +20,12 @@ script call: `XADD` to the task's stream, the record's partial text, a `PUBLISH`
 that prints figures, not a test. Run from the repository root:
 
     .venv/bin/python benchmarks/follow_fanout.py [--redis-url URL] [--tasks N]
-        [--rounds R] [--tokens T] [--rate R] [--intervals 0,0.05,0.1] [--json FILE]
+        [--rounds R] [--tokens T] [--rate R] [--ttft S] [--intervals 0,0.05,0.1]
+        [--json FILE] [--hops]
+
+`--hops` also splits the first token's time into hops (backend yield -> progress write
+called -> the follower's blocking XREAD returns -> `follow()` yields), by wrapping the
+worker's write and the follower's read to stamp them: a diagnostic that adds a little work.
 
 It writes only keys under its own namespace (`fanout-<hex>`) and deletes them at the end.
 """
