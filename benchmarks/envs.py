@@ -21,11 +21,14 @@ from benchmarks.settings import REPO_ROOT
 ENVS_DIR = REPO_ROOT / "benchmarks" / ".venvs"
 MARKER = "bench-requirements.txt"
 
+#: the HTTP client of the goodput workload's peer workers (`benchmarks/workers/goodput_*`):
+#: the version our own OpenAI backend runs on
+HTTPX = "httpx==0.29.0"
 #: pinned peer versions; redis-py resolves to the newest each one allows
 REQUIREMENTS = {
-    "arq": ["arq==0.28.0", "hiredis>=3.0", "packaging"],
-    "saq": ["saq[redis,hiredis]==0.26.4", "typing_extensions", "packaging"],
-    "taskiq": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis>=3.0", "packaging"],
+    "arq": ["arq==0.28.0", "hiredis>=3.0", "packaging", HTTPX],
+    "saq": ["saq[redis,hiredis]==0.26.4", "typing_extensions", "packaging", HTTPX],
+    "taskiq": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis>=3.0", "packaging", HTTPX],
     "taskiq-list": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis>=3.0", "packaging"],
     "dramatiq": ["dramatiq[redis]==2.2.1", "hiredis>=3.0", "packaging"],
 }

@@ -27,18 +27,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+
+from benchmarks.envs import ensure_env
+from benchmarks.redis_tools import delete_matching
+from benchmarks.workers.goodput_common import (
+    done_key,
+    finished_key,
+    go_key,
+    message,
+    sent_key,
+)
 from chatroom_async import AsyncAIProcessor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +61,11 @@ RPM = 600.0  # 10 requests a second
 PROVIDER_CONCURRENCY = 100
 WORKERS, SLOTS = 3, 50
 WARMUP_S = 10.0
+PEERS = ("arq", "saq", "taskiq")
+MODES = ("shared", "plain", "cookbook", *PEERS)
+#: one request's (submitted, completed or None, status), seconds from the first arrival
+Result = tuple[float, float | None, str]
+HORIZON_S = 30.0  # after the last arrival; what is unfinished then is not counted
 
 
 def _free_port() -> int:
@@ -104,7 +123,7 @@ async def drain_provider_bucket(base: str) -> None:
 
 
 def arrivals(seconds: float, rate: float, seed: int) -> list[float]:
-    rng, t, out = random.Random(seed), 0.0, []
+    rng, t, out = random.Random(seed), 0.0, list[float]()
     while True:
         t += rng.expovariate(rate)
         if t >= seconds:
@@ -112,11 +131,7 @@ def arrivals(seconds: float, rate: float, seed: int) -> list[float]:
         out.append(t)
 
 
-def message(i: int) -> str:
-    return f"第{i}个问题：请用两句话解释异步任务队列。"
-
-
-async def run_queue(mode: str, base: str, redis_url: str, plan: list[float]) -> list[tuple]:
+async def run_queue(mode: str, base: str, redis_url: str, plan: list[float]) -> list[Result]:
     """Our workers (with or without the shared limiter) and a submitting client."""
     ns = f"goodput-{uuid.uuid4().hex[:8]}"
     flags = ["--provider-rpm", str(RPM), "--provider-concurrency",
@@ -146,7 +161,7 @@ async def run_queue(mode: str, base: str, redis_url: str, plan: list[float]) -> 
         await client.stop()
 
 
-async def _feed(client: AsyncAIProcessor, plan: list[float]) -> list[tuple]:
+async def _feed(client: AsyncAIProcessor, plan: list[float]) -> list[Result]:
     start = time.monotonic()
     ids: list[tuple[str, float]] = []
     for i, at in enumerate(plan):
@@ -155,7 +170,7 @@ async def _feed(client: AsyncAIProcessor, plan: list[float]) -> list[tuple]:
                                        max_retries=8, timeout=60)
         ids.append((tid, time.monotonic() - start))
     horizon = plan[-1] + 30  # what is still queued then is not counted
-    out = []
+    out: list[Result] = []
     for tid, submitted in ids:
         try:
             final = await client.wait_for_task(tid, timeout=max(0.1, start + horizon
@@ -169,7 +184,7 @@ async def _feed(client: AsyncAIProcessor, plan: list[float]) -> list[tuple]:
     return out
 
 
-async def run_cookbook(base: str, plan: list[float]) -> list[tuple]:
+async def run_cookbook(base: str, plan: list[float]) -> list[Result]:
     """The anchor: the OpenAI cookbook's throttle in one process, on the same arrivals."""
     from openai import APIStatusError, AsyncOpenAI
 
@@ -178,7 +193,7 @@ async def run_cookbook(base: str, plan: list[float]) -> list[tuple]:
     last_429 = -1e9
     start = time.monotonic()
     queue: asyncio.Queue[tuple[int, float, int]] = asyncio.Queue()
-    out: list[tuple] = []
+    out: list[Result] = []
     pending: set[asyncio.Task[None]] = set()
 
     async def call(i: int, submitted: float, tries: int) -> None:
@@ -221,7 +236,70 @@ async def run_cookbook(base: str, plan: list[float]) -> list[tuple]:
     return out
 
 
-def figures(results: list[tuple], plan: list[float], before: dict[str, Any],
+async def run_peer(queue: str, base: str, redis_url: str, plan: list[float],
+                   ready: Callable[[], Awaitable[None]]) -> list[Result]:
+    """A peer's own workers (three, 50 jobs at once each) and its own client, in its own
+    environment (`benchmarks/workers/goodput_<queue>.py`); their records read back here.
+    `ready` (emptying the provider's bucket) runs once they are started, right before the
+    first arrival, as it does right before ours' first submit."""
+    ns = f"goodput-{queue}-{uuid.uuid4().hex[:8]}"
+    python = str(ensure_env(queue, say=lambda line: print(line, file=sys.stderr)))
+    module = f"benchmarks.workers.goodput_{queue}"
+    common = ["--redis-url", redis_url, "--name", ns]
+    plan_file = REPO / "benchmarks" / f".{ns}-plan.json"
+    plan_file.write_text(json.dumps(plan))
+    roles = [["worker", "--base-url", base, "--concurrency", str(SLOTS)]] * WORKERS
+    roles += [["scheduler"]] if queue == "taskiq" else []
+    roles += [["feed", "--plan", str(plan_file)]]
+    logs = [tempfile.TemporaryFile() for _ in roles]  # noqa: SIM115 - closed below
+    procs = [subprocess.Popen(  # noqa: ASYNC220 - started once, before the measurement
+        [python, "-m", module, *role, *common], cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=log) for role, log in zip(roles, logs, strict=True)]
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await ready()
+        start = time.time()
+        await redis.rpush(go_key(ns), repr(start))
+        await _await_finished(redis, ns, len(plan), start + plan[-1] + HORIZON_S, procs)
+        sent = await redis.hgetall(sent_key(ns))
+        done = await redis.hgetall(done_key(ns))
+    except BaseException:
+        for role, log in zip(roles, logs, strict=True):
+            log.seek(0)
+            print(f"[{queue} {role[0]}] ...{log.read()[-1500:].decode(errors='replace')}",
+                  file=sys.stderr)
+        raise
+    finally:
+        for log in logs:
+            log.close()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        plan_file.unlink(missing_ok=True)
+        await delete_matching(redis, ns)
+        await redis.aclose()
+    out = []
+    for i in range(len(plan)):
+        at, _, status = str(done.get(str(i), " unfinished")).partition(" ")
+        submitted = float(sent[str(i)]) - start if str(i) in sent else plan[i]
+        out.append((submitted, float(at) - start if status == "completed" else None, status))
+    return out
+
+
+async def _await_finished(redis: Redis, ns: str, total: int, horizon: float,
+                          procs: list[subprocess.Popen[bytes]]) -> None:
+    """Block on the list the jobs push to until all have ended or the horizon passes (each
+    wait under the client's 5 s socket timeout)."""
+    ended = 0
+    while ended < total and (left := horizon - time.time()) > 0:
+        if procs[-1].poll() not in (None, 0):
+            raise RuntimeError(f"the feeder failed (rc {procs[-1].returncode})")
+        if await redis.blpop([finished_key(ns)], timeout=min(left, 1.0)):
+            ended += 1
+
+
+def figures(results: list[Result], plan: list[float], before: dict[str, Any],
             after: dict[str, Any]) -> dict[str, float]:
     lo, hi = WARMUP_S, plan[-1]
     done = sorted(d for _, d, s in results if s == "completed" and d is not None)
@@ -238,7 +316,16 @@ def figures(results: list[tuple], plan: list[float], before: dict[str, Any],
             "refused_share": refused / calls if calls else 0.0,
             "p50_s": lat[len(lat) // 2] if lat else float("nan"),
             "p95_s": lat[int(len(lat) * 0.95)] if lat else float("nan"),
-            "failed": sum(1 for _, _, s in results if s == "failed")}
+            "failed": sum(1 for _, _, s in results if s == "failed"),
+            "unfinished": sum(1 for _, _, s in results if s == "unfinished")}
+
+
+async def empty_provider(mode: str, base: str, before: dict[str, Any], plan: str) -> None:
+    """Empty the provider's request bucket; note its counters then in `before`."""
+    print(f"[{mode}] emptying the provider's request bucket", file=sys.stderr)
+    await drain_provider_bucket(base)
+    before.update(provider_stats(base))
+    print(f"[{mode}] {plan}", file=sys.stderr)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -247,14 +334,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     for mode in args.modes.split(","):
         provider, base = start_provider(args.seed)
         try:
-            print(f"[{mode}] emptying the provider's request bucket", file=sys.stderr)
-            await drain_provider_bucket(base)
-            before = provider_stats(base)
-            print(f"[{mode}] {len(plan)} requests over {args.seconds:.0f} s", file=sys.stderr)
-            if mode == "cookbook":
-                results = await run_cookbook(base, plan)
+            before: dict[str, Any] = {}
+            ready = functools.partial(empty_provider, mode, base, before,
+                                      f"{len(plan)} requests over {args.seconds:.0f} s")
+            if mode in PEERS:
+                results = await run_peer(mode, base, args.redis_url, plan, ready)
             else:
-                results = await run_queue(mode, base, args.redis_url, plan)
+                await ready()
+                if mode == "cookbook":
+                    results = await run_cookbook(base, plan)
+                else:
+                    results = await run_queue(mode, base, args.redis_url, plan)
             table[mode] = figures(results, plan, before, provider_stats(base))
             print(f"[{mode}] {json.dumps(table[mode])}", file=sys.stderr)
         finally:
@@ -265,21 +355,27 @@ async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--modes", default="shared,plain,cookbook")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"comma-separated, from {', '.join(MODES)} (default all)")
     parser.add_argument("--seconds", type=float, default=60.0, help="arrivals last this long")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    unknown = set(args.modes.split(",")) - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
     table = asyncio.run(main_async(args))
     print(f"provider: {RPM:.0f} requests/min ({RPM / 60:.0f}/s), {PROVIDER_CONCURRENCY} calls "
           f"at once; arrivals 1.5x for {args.seconds:.0f} s; our workers: {WORKERS} x {SLOTS}")
-    print("| mode | completed/s | of provider's rate | 429s / calls | p50 s | p95 s | failed |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| mode | completed/s | of provider's rate | 429s / calls | p50 s | p95 s | failed "
+          "| unfinished |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for mode, f in table.items():
         print(f"| {mode} | {f['completed_per_s']:.2f} | {100 * f['of_provider_limit']:.1f} % | "
               f"{f['refused_429']:.0f} / {f['calls']:.0f} ({100 * f['refused_share']:.1f} %) | "
-              f"{f['p50_s']:.1f} | {f['p95_s']:.1f} | {f['failed']:.0f} |")
+              f"{f['p50_s']:.1f} | {f['p95_s']:.1f} | {f['failed']:.0f} | "
+              f"{f['unfinished']:.0f} |")
     if args.json:
         args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "rpm": RPM,
                                          "provider_concurrency": PROVIDER_CONCURRENCY,

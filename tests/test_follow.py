@@ -23,6 +23,8 @@ from chatroom_async import (
     TaskEvent,
     TaskNotFoundError,
 )
+from chatroom_async.store.follow import FollowReader
+from chatroom_async.store.keys import Keys
 from tests.conftest import REAL_URL, Gate, MakeProcessor, _real_client
 from tests.streaming import Talker
 
@@ -234,6 +236,37 @@ def AITaskLike(status: dict[str, Any], claimed: str) -> str:  # noqa: N802
     return json.dumps([{"origin": "forger", "type": "task_completed",
                         "task_id": status["task_id"], "attempt": 1, "ts": 0.0, "task": body}])
 
+
+
+async def test_a_wake_sent_before_the_first_read_reaches_the_server_is_not_lost(
+        redis: Redis, namespace: str) -> None:
+    # The reader's first blocking read is held back (as a connection still being set up
+    # holds it) while a second task is followed and its wake lands first: the read must
+    # still see that wake and include the second task, not block for its heartbeat.
+    keys = Keys(namespace)
+    reader = FollowReader(redis, keys, "origin-1")
+    entered, hold = asyncio.Event(), asyncio.Event()
+    blocking = reader._lane.blocking
+
+    async def held(*args: Any, block_s: float) -> Any:
+        entered.set()
+        await hold.wait()
+        return await blocking(*args, block_s=block_s)
+
+    reader._lane.blocking = held  # type: ignore[method-assign]
+    try:
+        reader.add("a", 0)
+        async with asyncio.timeout(5):
+            await entered.wait()  # the first read is built, with task "a" only
+        second = reader.add("b", 0)
+        await reader.wake()
+        hold.set()
+        await redis.xadd(keys.stream("b"), {"e": "first chunk"}, id="0-1")
+        async with asyncio.timeout(5):  # far under the read's 30 s heartbeat
+            assert await second.queue.get() == (1, "first chunk")
+    finally:
+        await reader.close()
+        await redis.delete(keys.stream("b"))
 
 # -- on the real server: other OS processes, a killed connection -----------------------------
 

@@ -55,7 +55,11 @@ class FollowReader:
         self._lane = Lane(redis)
         self._followers: dict[str, list[Follower]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._control_last = "$"
+        # From the start of the control stream, not "$": a wake that reaches the server
+        # before the first read does (its connection still being set up) is then still
+        # seen, where "$" would miss it and leave the new follower unread until the
+        # heartbeat. At worst the first read returns at once on an earlier wake.
+        self._control_last = "0-0"
         self.lost_connections = 0
 
     def add(self, task_id: str, after: int) -> Follower:
