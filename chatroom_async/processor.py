@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from .backend import AIBackend, InstantBackend
@@ -52,6 +52,8 @@ log = logging.getLogger("chatroom_async")
 
 _STATUSES = frozenset(status.value for status in TaskStatus)
 
+#: connections of the client a processor makes from its `redis_url`
+MAX_CONNECTIONS = 100
 # wait_for_task's read after its deadline: long enough for a round trip, short enough that a
 # Redis that does not answer turns into TaskWaitTimeout soon after the deadline.
 _LAST_LOOK_S = 1.0
@@ -119,7 +121,11 @@ class AsyncAIProcessor:
         if self._given_redis is not None:
             self.redis = without_retries(self._given_redis) or self._given_redis
         elif self.redis_url:
-            self.redis = Redis.from_url(self.redis_url, decode_responses=True)
+            # A blocking pool: past MAX_CONNECTIONS commands at once (a web process following
+            # hundreds of answers), a caller waits for a connection instead of failing with
+            # MaxConnectionsError, which redis-py's plain pool raises at its cap of 100.
+            self.redis = Redis.from_pool(BlockingConnectionPool.from_url(
+                self.redis_url, decode_responses=True, max_connections=MAX_CONNECTIONS))
         else:
             from .store.embedded import embedded_redis  # fakeredis loads only when it is used
 

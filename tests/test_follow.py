@@ -304,6 +304,24 @@ async def test_a_follower_in_another_os_process(real_ns: str) -> None:
 
 
 @pytest.mark.real_redis
+async def test_one_process_follows_more_answers_than_its_pool_has_connections(
+        real_ns: str) -> None:
+    """A web process following hundreds of answers at once: past the client's connections
+    (MAX_CONNECTIONS) a follow waits for one instead of failing with MaxConnectionsError."""
+    from chatroom_async.processor import MAX_CONNECTIONS
+
+    answers = MAX_CONNECTIONS * 5 // 2
+    async with AsyncAIProcessor(REAL_URL, max_workers=answers // 2, backend=Talker(WORDS[:3]),
+                                namespace=real_ns) as worker, \
+            AsyncAIProcessor(REAL_URL, max_workers=0, namespace=real_ns) as web:
+        ids = await worker.submit_many([CHAT] * answers)
+        texts = await asyncio.wait_for(
+            asyncio.gather(*(collect(web, task_id) for task_id in ids)), 60)
+    assert [text_of(events) for events in texts] == ["".join(WORDS[:3])] * answers
+    assert all(events[-1].type is EventType.TASK_COMPLETED for events in texts)
+
+
+@pytest.mark.real_redis
 async def test_a_killed_connection_loses_and_repeats_nothing(real_ns: str) -> None:
     backend = Talker(WORDS, steps=True)
     settings = ProcessorSettings(stream_coalesce_s=0.0)
