@@ -108,6 +108,8 @@ METRICS = (
         ("goodput_p50_s", "8. goodput: latency p50", "s", False, 1),
         ("goodput_p95_s", "8. goodput: latency p95", "s", False, 1),
         ("goodput_failed", "8. goodput: requests failed", "tasks", False, 0, "", False),
+        ("goodput_unfinished", "8. goodput: requests unfinished at the end", "tasks", False, 0,
+         "", False),
     ),
     *_metrics(
         "follow",
@@ -163,11 +165,11 @@ class Results:
         return f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.2g}×"
 
     def rows(self) -> list[list[str]]:
-        """Metrics that any queue has a cell for, as table rows."""
+        """Metrics that some queue has a figure or a failure for, as table rows."""
         rows = []
         for metric in METRICS:
             cells = [self.cell(q, metric) for q in self.queues]
-            if any(cells):
+            if any(c not in ("", "—", "skip") for c in cells):
                 arrow = "↑" if metric.higher_is_better else "↓"
                 rows.append([f"{metric.label} ({metric.unit}) {arrow}", *cells, self.ratio(metric)])
         return rows

@@ -187,6 +187,7 @@ def merge_goodput(results: Results, data: dict) -> None:
             "goodput_p50_s": figures["p50_s"],
             "goodput_p95_s": figures["p95_s"],
             "goodput_failed": figures["failed"],
+            "goodput_unfinished": figures.get("unfinished"),
         })
 
 
