@@ -44,9 +44,14 @@ class ProcessorSettings:
             ready set's order); otherwise the slot waits for that task's claim. So a held
             task never starts ahead of a task ordered before it that was ready when the
             worker's latest claim ran. A task submitted after that claim may start after
-            up to N held ones, where with 0 (each slot claims the first ready task when it
-            frees) it misses only the claims already in flight when it was submitted. See
-            `worker/pool.py` and docs/benchmarks.md.
+            tasks already held (one per slot that frees before the next claim); with 0,
+            the default (each slot claims the first ready task when it frees), it misses
+            only the claims already in flight when it was submitted. 10, one batch of the
+            outbox (`worker/outbox.py`), is enough: while one call records ten outcomes and
+            claims their successors, the next ten slots to free start held tasks. Held
+            tasks are this worker's: at the end of a backlog another worker process idles
+            while they wait here for a slot (for long AI calls, up to one call longer), and
+            `stop()` hands them back at once. See `worker/pool.py` and docs/benchmarks.md.
         provider_limits: the AI provider's limits, shared by every worker of the namespace
             through Redis (`ProviderLimits`); None sends every call at once and leaves the
             429s to the retry policy.

@@ -22,7 +22,7 @@ otherwise the slot waits for the claim that rides with the ended run's outcome (
 fetcher's, when no outcome is on its way), and the best of what is held and what came back
 starts. The guarantee: **a held task never starts ahead of a task ordered before it that was
 ready when this worker's latest claim ran.** A task submitted after that claim may still
-start after held tasks, as many as slots free before the next claim's reply (at most N);
+start after tasks already held, one for each slot that frees before the next claim's reply;
 without prefetch the same holds for the tasks a claim in flight takes (a claim misses a task
 submitted while it travels), but that window is one round trip, where a held task's is the
 time since the worker's latest claim: under load a claim rides with every batch of
@@ -130,7 +130,8 @@ class WorkerPool:
                                             max_count=free, worker_id=self.worker_id,
                                             extra_deliveries=self.settings.extra_deliveries)
         self.outbox.swept(now, result.next_due)
-        self._launch(result, now)  # before any await: the slots stay accounted for
+        self._note_head(result, now)
+        self._launch(result.claimed, now)  # before any await: the slots stay accounted for
         for task_id in result.dead:
             await self._announce_dead(task_id)
         if result.remaining or len(result.claimed) == free or self.slots.held:
@@ -147,12 +148,15 @@ class WorkerPool:
             except (RedisError, OSError) as exc:  # the next claim shows if Redis is gone
                 log.warning("worker %s: idle wait ended early: %r", self.worker_id, exc)
 
-    def _launch(self, result: ClaimResult, now: float) -> None:
-        """Hold what a claim took, in the ready set's order, and start the first held tasks
-        in the free slots (`_fill`)."""
+    def _note_head(self, result: ClaimResult, now: float) -> None:
+        """Keep the ready set's head as the latest claim (made at `now`) left it."""
         if now >= self._head_at:
             self._head, self._head_at = result.head, now
-        for c in result.claimed:
+
+    def _launch(self, claimed: list[Claimed], now: float) -> None:
+        """Hold what a claim took, in the ready set's order, and start the first held tasks
+        in the free slots (`_fill`). The claim's head is noted first (`_note_head`)."""
+        for c in claimed:
             try:
                 task = task_from_spec(c.task_id, c.spec, c.priority, c.max_retries,
                                       c.retry_count, c.deliveries)
@@ -345,7 +349,8 @@ class WorkerPool:
             return
         for task_id in result.dead:
             self._spawn(self._announce_dead(task_id))
-        self._launch(result, now)
+        self._note_head(result, now)
+        self._launch(result.claimed, now)
 
     # -- leases ----------------------------------------------------------------------------
     async def _renew_loop(self) -> None:
