@@ -38,11 +38,20 @@ class ProcessorSettings:
         max_idle_wait_s: longest single blocking wait of an idle worker.
         dead_letter_cap: how many ids the dead-letter list keeps.
         prefetch: tasks a worker claims beyond its free slots and holds, leased, to start
-            the moment a slot frees (no round trip between one task and the next). 0, the
-            default, keeps priority strict: each slot takes the most urgent task ready when
-            it frees. With N > 0 a task submitted later may wait behind up to N less urgent
-            ones already claimed; worth it only for many short tasks (see
-            docs/benchmarks.md).
+            the moment a slot frees (no round trip between one task and the next). Each
+            claim reports the first task it left ready, and a held task starts only if the
+            worker's latest claim saw no task ready ahead of it (by score, then id, the
+            ready set's order); otherwise the slot waits for that task's claim. So a held
+            task never starts ahead of a task ordered before it that was ready when the
+            worker's latest claim ran. A task submitted after that claim may start after
+            tasks already held (one per slot that frees before the next claim); with 0,
+            the default (each slot claims the first ready task when it frees), it misses
+            only the claims already in flight when it was submitted. 10, one batch of the
+            outbox (`worker/outbox.py`), is enough: while one call records ten outcomes and
+            claims their successors, the next ten slots to free start held tasks. Held
+            tasks are this worker's: at the end of a backlog another worker process idles
+            while they wait here for a slot (for long AI calls, up to one call longer), and
+            `stop()` hands them back at once. See `worker/pool.py` and docs/benchmarks.md.
         provider_limits: the AI provider's limits, shared by every worker of the namespace
             through Redis (`ProviderLimits`); None sends every call at once and leaves the
             429s to the retry policy.

@@ -77,7 +77,7 @@ class OursPrefetchAdapter(OursAdapter):
     label = "ours-prefetch"
     settings_note = (
         f"as ours, with `ProcessorSettings(prefetch={PREFETCH})` in the worker process "
-        "(priority no longer strict: see `ProcessorSettings.prefetch`)"
+        "(priority stays strict: see `ProcessorSettings.prefetch`)"
     )
     workloads = ("noop", "redis1", "io", "io1000")
 

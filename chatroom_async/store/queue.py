@@ -78,10 +78,17 @@ class Claimed:
 
 @dataclass(frozen=True, slots=True)
 class ClaimResult:
+    """What one claim took, and the ready set as it left it.
+
+    `head` is the first task left ready, as (score, task_id), the ready set's own order
+    (lower scores first, equal scores by id); None when none is left.
+    """
+
     claimed: list[Claimed]
     dead: list[str]
     next_due: float | None
     remaining: int = 0  # 1 if ready tasks are left after this claim, else 0
+    head: tuple[float, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +209,7 @@ class TaskQueue:
 
     @staticmethod
     def _claim_result(reply: list[Any], worker_id: str) -> ClaimResult:
-        claimed, dead, next_due, remaining = reply
+        claimed, dead, next_due, remaining, head_id, head_score = reply
         tasks = [
             Claimed(claimed[i], claimed[i + 1], claimed[i + 2], claimed[i + 3], claimed[i + 4],
                     int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}", score(claimed[i + 6]),
@@ -210,7 +217,7 @@ class TaskQueue:
             for i in range(0, len(claimed), 9)
         ]
         return ClaimResult(tasks, list(dead), float(next_due) if next_due else None,
-                           int(remaining))
+                           int(remaining), (score(head_score), head_id) if head_id else None)
 
     async def finish(self, outcomes: list[Outcome], *, publish: bool = True,
                      started: list[Emit] | None = None) -> list[bool]:

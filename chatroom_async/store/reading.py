@@ -35,8 +35,8 @@ def int_counts(raw: dict[str, str]) -> dict[int, int]:
 
 
 def score(raw: str) -> float:
-    """A claimed task's score as a number; a record without a usable one sorts first (the
-    score only orders tasks a worker holds, see `slots.SlotLedger.hold`)."""
+    """A ready-set score as claim.lua returns it (Redis's text for a double, "inf" and
+    "-inf" included); anything else sorts first."""
     try:
         return float(raw)
     except (TypeError, ValueError):

@@ -14,6 +14,20 @@ the pool also holds up to N claimed, leased tasks, in the ready set's order; a r
 slot as soon as its attempt ends, and the next held task starts in that moment instead of
 one claim round trip later, while the run keeps its place until its outcome is recorded.
 The holds are renewed with the runs' leases, dropped when cancelled, handed back on stop.
+
+Priority stays strict with holds: every claim's reply names the first task it left in the
+ready set (its head), and the pool keeps the head of its latest claim. A held task starts
+only if that head does not come before it in the ready set's order (score, then id);
+otherwise the slot waits for the claim that rides with the ended run's outcome (or the
+fetcher's, when no outcome is on its way), and the best of what is held and what came back
+starts. The guarantee: **a held task never starts ahead of a task ordered before it that was
+ready when this worker's latest claim ran.** A task submitted after that claim may still
+start after tasks already held, one for each slot that frees before the next claim's reply;
+without prefetch the same holds for the tasks a claim in flight takes (a claim misses a task
+submitted while it travels), but that window is one round trip, where a held task's is the
+time since the worker's latest claim: under load a claim rides with every batch of
+outcomes, so about a round trip too; in a pool whose runs all take long, as long as they
+take.
 """
 
 from __future__ import annotations
@@ -74,6 +88,10 @@ class WorkerPool:
         self._stopping = False
         self.drained = 0  # runs that ended during stop()'s drain
         self._full = False  # the fetcher waits for a free slot
+        # The ready set's head as the latest claim left it, (score, task_id) or None, and
+        # when that claim was made: a reply to an older call does not overwrite it.
+        self._head: tuple[float, str] | None = None
+        self._head_at = float("-inf")
         self._loops: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Future[Any]] = set()
 
@@ -87,9 +105,11 @@ class WorkerPool:
     async def _fetch_loop(self) -> None:
         while not self._stopping:
             free = self.slots.free()
-            # While tasks are held every slot is busy: the outbox tops the holds up with
-            # the outcomes of the runs, and the fetcher waits.
-            if free <= 0 or self.slots.held:
+            # While tasks are held every slot is busy and the outbox tops the holds up with
+            # the outcomes of the runs: the fetcher waits. A slot left open beside held
+            # tasks waits for a task ready ahead of them: the fetcher claims it if a place
+            # is free (the outcome's own claim may come too; places bound what both take).
+            if free <= 0 or (self.slots.held and not self.slots.slot_open()):
                 self.slots.freed.clear()
                 self._full = True  # the outbox claims for the places it frees
                 try:
@@ -110,13 +130,14 @@ class WorkerPool:
                                             max_count=free, worker_id=self.worker_id,
                                             extra_deliveries=self.settings.extra_deliveries)
         self.outbox.swept(now, result.next_due)
+        self._note_head(result, now)
         self._launch(result.claimed, now)  # before any await: the slots stay accounted for
         for task_id in result.dead:
             await self._announce_dead(task_id)
         if result.remaining or len(result.claimed) == free or self.slots.held:
             # More may be ready (also when everything popped was dead): claim again as
-            # soon as a slot is free. A pool holding tasks has no free slot: it must not
-            # take the one wake-up token an idle worker elsewhere is waiting for.
+            # soon as a slot is free. A pool holding tasks has no slot for a new task: it
+            # must not take the one wake-up token an idle worker elsewhere is waiting for.
             return
         wait = self.settings.max_idle_wait_s
         if result.next_due is not None:
@@ -127,8 +148,14 @@ class WorkerPool:
             except (RedisError, OSError) as exc:  # the next claim shows if Redis is gone
                 log.warning("worker %s: idle wait ended early: %r", self.worker_id, exc)
 
+    def _note_head(self, result: ClaimResult, now: float) -> None:
+        """Keep the ready set's head as the latest claim (made at `now`) left it."""
+        if now >= self._head_at:
+            self._head, self._head_at = result.head, now
+
     def _launch(self, claimed: list[Claimed], now: float) -> None:
-        """Start what was claimed, in the order given, while slots are free; hold the rest."""
+        """Hold what a claim took, in the ready set's order, and start the first held tasks
+        in the free slots (`_fill`). The claim's head is noted first (`_note_head`)."""
         for c in claimed:
             try:
                 task = task_from_spec(c.task_id, c.spec, c.priority, c.max_retries,
@@ -139,10 +166,19 @@ class WorkerPool:
             task.handed_back = c.handed_back
             run = Run(task, c.token, c.score, rate_limited=c.rate_limited)
             self._supersede(task.task_id)
-            if self.slots.slot_open() and not self._stopping:
-                self._start(run, now)
-            else:  # with prefetch, or while stopping (stop() hands these back)
-                self.slots.hold(run)
+            self.slots.hold(run)  # while stopping, stop() hands it back
+        self._fill(now)
+
+    def _fill(self, now: float) -> None:
+        """Start held tasks in the free slots, first first, unless the latest claim left a
+        task ready ahead of them (with prefetch: without, a claim fills only free slots, and
+        each reply's head comes after what it claimed)."""
+        ahead = self._head if self.settings.prefetch else None
+        while self.slots.slot_open() and not self._stopping:
+            run = self.slots.next_held(ahead)
+            if run is None:
+                return
+            self._start(run, now)
 
     def _supersede(self, task_id: str) -> None:
         """A task claimed again lost its earlier lease: an earlier delivery still held here
@@ -247,11 +283,10 @@ class WorkerPool:
 
     def _release(self, run: Run) -> None:
         """Give a run's slot back, once: with prefetch when its attempt ends, else when it
-        settles. The first held task, if any, takes the slot at once."""
+        settles. The first held task, if any, takes the slot at once, unless a task ready
+        ahead of it is known (`_fill`)."""
         if self.slots.release(run) and not self._stopping:
-            held = self.slots.next_held()
-            if held is not None:
-                self._start(held, self.clock.now())
+            self._fill(self.clock.now())
 
     def settle(self, run: Run) -> None:
         """Give a run's place and slot back, once: when its outcome is settled (its
@@ -314,6 +349,7 @@ class WorkerPool:
             return
         for task_id in result.dead:
             self._spawn(self._announce_dead(task_id))
+        self._note_head(result, now)
         self._launch(result.claimed, now)
 
     # -- leases ----------------------------------------------------------------------------

@@ -24,7 +24,12 @@ class Run:
 
     task: AITask
     token: str
-    score: float = 0.0  # its place in the ready set when claimed: lower runs first
+    score: float = 0.0  # its score in the ready set when claimed: lower runs first
+
+    @property
+    def rank(self) -> tuple[float, str]:
+        """Its place in the ready set's order: by score, equal scores by id."""
+        return self.score, self.task.task_id
     handle: asyncio.Task[None] | None = None
     submitted: bool = False  # its outcome went to the outbox
     released: bool = False  # its slot is free: the attempt ended (prefetch), or settled
@@ -99,14 +104,18 @@ class SlotLedger:
 
     def hold(self, run: Run) -> None:
         """Hold a claimed task in the order of the ready set it came from (the scheduler's
-        score; equal scores in claim order), so a task claimed later but scored ahead
-        starts first."""
+        score; equal scores by id, as Redis orders them), so a task claimed later but
+        ordered ahead starts first."""
         run.held = True
-        bisect.insort(self.held, run, key=lambda r: r.score)
+        bisect.insort(self.held, run, key=lambda r: r.rank)
 
-    def next_held(self) -> Run | None:
-        """The first held task (lowest score), taken out of the holds; None if none."""
-        return self.held.pop(0) if self.held else None
+    def next_held(self, ahead: tuple[float, str] | None = None) -> Run | None:
+        """The first held task, taken out of the holds; None if none, or if `ahead`, the
+        (score, task_id) of a task known to be ready, comes before it in the ready set's
+        order (that one is to be claimed and run first)."""
+        if not self.held or (ahead is not None and ahead < self.held[0].rank):
+            return None
+        return self.held.pop(0)
 
     def take_held(self) -> list[Run]:
         """Every held task, taken out of the holds."""

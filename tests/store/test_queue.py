@@ -45,6 +45,31 @@ async def test_claim_orders_by_score_and_batches(queue: TaskQueue) -> None:
     assert counts.in_flight == 2 and counts.ready_by_priority == {2: 1}
 
 
+async def test_a_claim_reports_the_ready_head_it_leaves_in_the_ready_sets_order(
+        queue: TaskQueue) -> None:
+    # Equal scores go by id, as Redis orders them; the head is what a worker holding tasks
+    # compares them with (worker/pool.py). Scores are the ready set's, not the record's.
+    for task_id, score in (("d", 3.0), ("c", 2.0), ("b", 2.0), ("a", 1.5)):
+        await add(queue, task_id, score)
+    await queue.redis.hset(queue.keys.task("a"), "score", "99")  # only the ready set counts
+    got = await queue.claim(now=0.0, lease_s=10, max_count=2, worker_id="w1",
+                            extra_deliveries=2)
+    assert [(c.task_id, c.score) for c in got.claimed] == [("a", 1.5), ("b", 2.0)]
+    assert got.head == (2.0, "c") and got.remaining == 1
+    outcome = done("a", got.claimed[0].token, "x")
+    recorded, more = await queue.finish_and_claim([outcome], publish=False, now=1.0,
+                                                  lease_s=10, max_count=1, worker_id="w1",
+                                                  extra_deliveries=2)
+    assert recorded == [True] and [c.task_id for c in more.claimed] == ["c"]
+    assert more.head == (3.0, "d")
+    last = await queue.claim(now=2.0, lease_s=10, max_count=5, worker_id="w1",
+                             extra_deliveries=2)
+    assert [c.task_id for c in last.claimed] == ["d"] and last.head is None
+    empty = await queue.claim(now=3.0, lease_s=10, max_count=0, worker_id="w1",
+                              extra_deliveries=2)
+    assert empty.claimed == [] and empty.head is None and empty.remaining == 0
+
+
 async def test_the_in_flight_sets_anchor_is_never_counted_nor_due(queue: TaskQueue) -> None:
     await add(queue, "a")
     got = await queue.claim(now=100.0, lease_s=10, max_count=5, worker_id="w1",

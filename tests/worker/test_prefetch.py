@@ -422,3 +422,116 @@ async def test_a_claim_that_returns_during_stop_is_handed_back_unrun(
         # the delivery limit
         assert record["deliveries"] == 1 and record["handed_back"] == 1
     assert (await client.get_stats())["current_queue_size"] == 2
+
+
+def watch_releases(proc: AsyncAIProcessor) -> asyncio.Event:
+    """An event set each time the pool has given a run's slot back (and filled what it
+    would)."""
+    assert proc.pool is not None
+    pool, released, original = proc.pool, asyncio.Event(), proc.pool._release
+
+    def release(run: Any) -> None:
+        original(run)
+        released.set()
+
+    pool._release = release  # type: ignore[method-assign]
+    return released
+
+
+async def test_a_held_task_waits_for_a_task_the_latest_claim_saw_ready_ahead_of_it(
+        make_processor: MakeProcessor) -> None:
+    # a1, a2 run and b, c are held when u1 and u2 (urgent) are submitted. a1's outcome
+    # claims u1 and the reply says u2 is ready, ahead of c. With recording stalled, u1 takes
+    # a2's slot, and b's slot must wait for u2: c, held since before u1 and u2 were
+    # submitted, may not start ahead of a task the worker knows is ready before it.
+    client = await make_processor(max_workers=0)
+    a1, a2, b, c = [await client.submit_task(**CHAT) for _ in range(4)]
+    backend = Turnstile()
+    worker = await make_processor(max_workers=2, backend=backend, prefetch=2)
+    assert worker.pool is not None
+    pool = worker.pool
+    launched, released = watch_launches(worker), watch_releases(worker)
+    await wait_until(lambda: backend.started == [a1, a2], backend.changed)
+    assert held_ids(worker) == [b, c]
+    urgent = {**CHAT, "priority": TaskPriority.URGENT}
+    u1, u2 = [await client.submit_task(**urgent) for _ in range(2)]
+    backend.finish(a1)  # b starts at once: the worker's latest claim saw no u yet
+    await wait_until(lambda: held_ids(worker) == [u1, c], launched)
+    assert backend.started == [a1, a2, b]
+    stall = StalledRecording(worker)
+    try:
+        backend.finish(a2)  # u1 is ahead of u2, the ready head the last claim reported
+        await wait_until(lambda: backend.started == [a1, a2, b, u1], backend.changed)
+        backend.finish(b)
+        await wait_until(lambda: b in pool.running and pool.running[b].released, released)
+        assert held_ids(worker) == [c] and backend.started == [a1, a2, b, u1]
+        assert pool.slots.slot_open()  # kept for u2
+    finally:
+        stall.go.set()  # a2's outcome goes, and its claim brings u2 into the open slot
+    await wait_until(lambda: backend.started == [a1, a2, b, u1, u2], backend.changed)
+    assert held_ids(worker) == [c]
+    for task_id in (u1, u2, c):
+        backend.finish(task_id)
+    for task_id in (a1, a2, b, u1, u2, c):
+        assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+    assert backend.started == [a1, a2, b, u1, u2, c] and backend.in_flight.peak == 2
+
+
+async def test_a_slot_kept_for_a_ready_task_is_filled_when_no_outcome_claims_it(
+        make_processor: MakeProcessor) -> None:
+    # b is cancelled while running: no outcome follows, so no outcome's claim will fetch
+    # u2, known to be ready ahead of the held c. The fetcher claims it instead; u2 starts
+    # while u1 still runs, and c starts after.
+    client = await make_processor(max_workers=0)
+    a1, a2, b, c = [await client.submit_task(**CHAT) for _ in range(4)]
+    backend = Turnstile()
+    worker = await make_processor(max_workers=2, backend=backend, prefetch=2)
+    launched = watch_launches(worker)
+    await wait_until(lambda: backend.started == [a1, a2], backend.changed)
+    urgent = {**CHAT, "priority": TaskPriority.URGENT}
+    u1, u2 = [await client.submit_task(**urgent) for _ in range(2)]
+    backend.finish(a1)
+    await wait_until(lambda: held_ids(worker) == [u1, c], launched)
+    assert await client.cancel_task(a2) is True  # its slot goes to u1 (ahead of u2)
+    await wait_until(lambda: backend.started == [a1, a2, b, u1], backend.changed)
+    assert await client.cancel_task(b) is True  # c may not take its slot: u2 is ahead
+    await wait_until(lambda: backend.started == [a1, a2, b, u1, u2], backend.changed)
+    assert held_ids(worker) == [c]
+    for task_id in (u1, u2, c):
+        backend.finish(task_id)
+    for task_id in (a1, u1, u2, c):
+        assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+    assert backend.started == [a1, a2, b, u1, u2, c] and backend.in_flight.peak == 2
+
+
+async def test_held_tasks_stay_leased_and_go_back_to_their_place_unrun(
+        make_processor: MakeProcessor) -> None:
+    # While held, b and c are leased to the worker like the running a. Handed back (stop),
+    # they are ready again at their own score, in their order, unleased, with no attempt
+    # counted against them (deliveries counts claims, handed_back the returns).
+    client = await make_processor(max_workers=0)
+    a, b, c = [await client.submit_task(**CHAT) for _ in range(3)]
+    assert client.queue is not None
+    redis, keys = client.queue.redis, client.queue.keys
+    before = {t: await redis.zscore(keys.ready, t) for t in (a, b, c)}
+    backend = Turnstile()
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=2)
+    assert worker.pool is not None
+    await wait_until(lambda: backend.started == [a], backend.changed)
+    assert held_ids(worker) == [b, c]
+    for run in worker.pool.slots.held:
+        record = await client.get_task_status(run.task.task_id)
+        assert record is not None and record["status"] == "processing"
+        assert await redis.hget(keys.task(run.task.task_id), "lease") == run.token
+        assert await redis.zscore(keys.inflight, run.task.task_id) is not None
+    await worker.stop(drain_timeout_s=0.05)  # a is cut short; all three go back
+    assert await redis.zrange(keys.ready, 0, -1) == [a, b, c]
+    for task_id in (a, b, c):
+        assert await redis.zscore(keys.ready, task_id) == before[task_id]
+        assert await redis.zscore(keys.inflight, task_id) is None
+        record = await client.get_task_status(task_id)
+        assert record is not None and record["status"] == "pending"
+        assert record["retry_count"] == 0
+        assert record["deliveries"] == 1 and record["handed_back"] == 1
+        assert await redis.hget(keys.task(task_id), "lease") == ""
+    assert backend.started == [a]

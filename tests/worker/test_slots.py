@@ -48,3 +48,16 @@ async def test_a_claim_in_flight_holds_its_places_even_when_it_fails() -> None:
         assert ledger.free() == 0
         raise ConnectionError("server gone")
     assert ledger.free() == 3 and ledger.freed.is_set()
+
+
+async def test_a_held_task_is_not_taken_while_a_ready_task_is_known_ahead_of_it() -> None:
+    ledger = SlotLedger(concurrency=1, prefetch=2)
+    for held in (run("c", 2.0), run("b", 2.0)):
+        ledger.hold(held)
+    assert ledger.next_held((1.0, "z")) is None  # a better score is ready
+    assert ledger.next_held((2.0, "a")) is None  # the same score, an id Redis puts first
+    assert [r.task.task_id for r in ledger.held] == ["b", "c"]  # nothing taken
+    first = ledger.next_held((2.0, "bb"))  # ready behind b: b goes
+    assert first is not None and first.task.task_id == "b"
+    last = ledger.next_held(None)  # nothing known ready
+    assert last is not None and last.task.task_id == "c" and ledger.next_held() is None

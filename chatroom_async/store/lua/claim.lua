@@ -6,12 +6,13 @@
 --       6 extra deliveries allowed beyond max_retries + 1, 7 result ttl, 8 dead-letter cap,
 --       9 sweep: '1' to promote due retries and reclaim expired leases first, '0' to skip
 --         that (a busy worker sweeps only when something is due, or now and then)
--- Returns {claimed, dead, next_due, remaining}: claimed is a flat list of
--- (id, spec, priority, max_retries, retry_count, deliveries, score, rate_limited,
--- handed_back); dead lists task ids that exceeded their delivery limit or whose record is
--- corrupt (both go to the dead-letter list); next_due is the earliest retry or lease
--- deadline ('' when
--- none, or when not swept); remaining is 1 when ready tasks are left, else 0.
+-- Returns {claimed, dead, next_due, remaining, head_id, head_score}: claimed is a flat list
+-- of (id, spec, priority, max_retries, retry_count, deliveries, score in the ready set,
+-- rate_limited, handed_back); dead lists task ids that exceeded their delivery limit or
+-- whose record is corrupt (both go to the dead-letter list); next_due is the earliest retry
+-- or lease deadline ('' when none, or when not swept); remaining is 1 when ready tasks are
+-- left, else 0; head_id and head_score name the first of them ('' when none): a worker
+-- holding tasks starts none ordered after it (worker/pool.py).
 local unpack = unpack or table.unpack
 local now, prefix = tonumber(ARGV[1]), ARGV[5]
 local extra, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -98,10 +99,10 @@ if inflight_head and inflight_head <= now then
 end
 
 -- One claimed entry: checked whole before its first write.
-local claimed, leased = {}, {}
+local claimed, leased, scores = {}, {}, {}
 local function claim(id)
   local f, why = fields(id, 'spec', 'priority', 'max_retries', 'retry_count', 'deliveries',
-                        'status', 'score', 'rate_limited', 'handed_back')
+                        'status', 'rate_limited', 'handed_back')
   if not f then set_aside(id, why, false); return end
   if not f[1] then set_aside(id, 'the task record has no spec', true); return end
   local priority = int(f[2])
@@ -112,8 +113,8 @@ local function claim(id)
   if not priority then set_aside(id, 'priority is not an integer', true); return end
   bump(f[2], -1)
   local max_retries, retries = int(f[3]), int(f[4] or '0')
-  local previous, limited = int(f[5] or '0'), int(f[8] or '0')
-  local back = int(f[9] or '0')
+  local previous, limited = int(f[5] or '0'), int(f[7] or '0')
+  local back = int(f[8] or '0')
   if not (max_retries and retries and previous and limited and back) then
     set_aside(id, 'max_retries, retry_count, deliveries, rate_limited or handed_back is not '
               .. 'an integer', true)
@@ -139,18 +140,22 @@ local function claim(id)
   local n = #claimed
   claimed[n + 1] = id; claimed[n + 2] = f[1]; claimed[n + 3] = f[2]
   claimed[n + 4] = f[3]; claimed[n + 5] = f[4] or '0'; claimed[n + 6] = deliveries
-  claimed[n + 7] = f[7] or ''  -- only orders held tasks: a bad one is no reason to stop
+  claimed[n + 7] = scores[id]  -- the ready set's own, so held tasks compare as it orders
   claimed[n + 8] = limited
   claimed[n + 9] = back
 end
 
 -- ZRANGE + ZREM rather than ZPOPMIN: the same atomically here, and fakeredis pops in time
 -- that grows with the backlog while these two do not. One id more than wanted is read, and
--- left: whether it is there tells if ready tasks remain.
+-- left: whether it is there tells if ready tasks remain, and it is the new head.
 local max = tonumber(ARGV[3])
-local popped = redis.call('ZRANGE', KEYS[1], 0, max)
-local more = #popped > max
-if more then popped[#popped] = nil end
+local range = redis.call('ZRANGE', KEYS[1], 0, max, 'WITHSCORES')
+local popped = {}
+for j = 1, math.min(#range, 2 * max), 2 do
+  popped[#popped + 1] = range[j]
+  scores[range[j]] = range[j + 1]
+end
+local more = #range > 2 * max
 if #popped > 0 then redis.call('ZREM', KEYS[1], unpack(popped)) end
 for _, id in ipairs(popped) do claim(id) end
 if #leased > 0 then redis.call('ZADD', KEYS[2], 'inf', ANCHOR, unpack(leased)) end
@@ -174,4 +179,5 @@ end
 local next_due = delayed_head
 if inflight_head and (not next_due or inflight_head < next_due) then next_due = inflight_head end
 if sweep and not next_due and #leased > 0 then next_due = tonumber(ARGV[2]) end
-return {claimed, dead, next_due and tostring(next_due) or '', more and 1 or 0}
+return {claimed, dead, next_due and tostring(next_due) or '', more and 1 or 0,
+        more and range[2 * max + 1] or '', more and range[2 * max + 2] or ''}
