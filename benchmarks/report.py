@@ -104,7 +104,7 @@ METRICS = (
     *_metrics(
         "goodput",
         ("goodput_share", "8. goodput at 1.5x a provider's rate, of its rate", "%", True, 1),
-        ("goodput_refused", "8. goodput: calls refused with 429", "%", False, 1),
+        ("goodput_refused", "8. goodput: calls refused with 429", "%", False, 1, "", False),
         ("goodput_p50_s", "8. goodput: latency p50", "s", False, 1),
         ("goodput_p95_s", "8. goodput: latency p95", "s", False, 1),
         ("goodput_failed", "8. goodput: requests failed", "tasks", False, 0, "", False),
@@ -271,6 +271,7 @@ def _bars(ax, results: Results, metric: Metric, colors: dict[str, str]) -> None:
     ax.set_title(f"{metric.label} {arrow}", fontsize=8)
     ax.set_ylabel(metric.unit, fontsize=8)
     ax.tick_params(labelsize=7)
+    ax.tick_params(axis="x", labelrotation=60)  # nine columns side by side
     positive = [v for v in values if v]
     if positive and min(positive) > 0 and max(positive) / min(positive) > 50:
         ax.set_yscale("log")  # e.g. arq's 500 ms poll next to 1 ms pickups
