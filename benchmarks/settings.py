@@ -52,7 +52,7 @@ class Sizes:
 
     @classmethod
     def scaled(cls, tasks: int, crash_wait_s: float = CRASH_WAIT_SECONDS) -> Sizes:
-        """Sizes for `tasks` (the issue's figures at 10,000; smaller for a smoke run).
+        """Sizes for `tasks` (the documented figures at 10,000; smaller for a smoke run).
 
         io1000 keeps at least two waves of 1,000 tasks, so its 1st-start figure spans more
         than one task's sleep. The crash workload's size is fixed (CRASH_TASKS); only how

@@ -14,7 +14,7 @@ Steps, one after another, each in processes of its own, progress on stderr:
    OpenAI cookbook's throttle (the anchor);
 4. `benchmarks.follow_fanout`: first token and later chunks from the backend to a follower
    in another process.
-Then the table (a row per figure, a column per queue, "ours / best peer"), the issue's
+Then the table (a row per figure, a column per queue, "ours / best peer"), the
 targets with "met?", and, if asked, the JSON (every step's own output kept inside) and the
 plot. `--steps` picks steps; a step that fails is reported and the others still count.
 """
@@ -296,7 +296,7 @@ def _crash(results: Results) -> tuple[str, bool | None]:
     return text, lost == 0 and ahead
 
 
-#: the issue's targets: what is claimed, and how the run's figures decide it
+#: the targets: what is claimed, and how the run's figures decide it
 TARGETS: tuple[tuple[str, Callable[[Results], tuple[str, bool | None]]], ...] = (
     ("goodput >= 95 % of the provider's limit, 429s < 1 % of calls", _goodput),
     ("first token to a follower in another process, p99 < 5 ms",

@@ -291,7 +291,7 @@ async def _redis_bytes(ctx: RunContext, adapter_cls: type[QueueAdapter]) -> Figu
 async def _worker_rss(ctx: RunContext, adapter_cls: type[QueueAdapter]) -> Figures:
     """RSS of a worker with 1 slot idle, with 1,000 slots idle, then with 1,000 tasks sleeping.
 
-    Per in-flight task: (1,000 sleeping - 1,000 slots idle) / 1,000, as the issue asks; a
+    Per in-flight task: (1,000 sleeping - 1,000 slots idle) / 1,000; a
     queue that sets up every slot at start (SAQ: a dequeue coroutine and a connection each)
     pays most of it while idle, so (1,000 sleeping - 1 slot idle) / 1,000 is shown too.
     """
