@@ -143,7 +143,15 @@ def step_crash(args: argparse.Namespace, tmp: Path) -> dict:
 def step_goodput(args: argparse.Namespace, tmp: Path) -> dict:
     """Step 3: goodput under a simulated provider's limits, every mode."""
     out = tmp / "goodput.json"
+    # ours with and without the limiter, the anchor, and the chosen peers that have a
+    # goodput worker (`benchmarks/workers/goodput_<queue>.py`)
+    ours = ("shared", "plain", "cookbook") if "ours" in args.queues else ()
+    modes = [*ours, *(m for m in GOODPUT_COLUMNS if m in args.queues)]
+    if not modes:
+        say("goodput: none of the chosen queues has a goodput mode; skipped")
+        return {"modes": {}}
     argv = python_module("benchmarks.goodput", "--redis-url", args.redis_url,
+                         "--modes", ",".join(modes),
                          "--seconds", str(args.goodput_seconds), "--json", str(out))
     if run_together([argv])[0] != 0 or not out.exists():
         raise StepFailed("benchmarks.goodput failed (its own lines above say why)")
