@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -24,10 +26,26 @@ import redis.asyncio as aioredis
 from benchmarks.adapters import ADAPTERS, QueueAdapter, load_adapter
 from benchmarks.cpu import CpuWatch
 from benchmarks.redis_tools import delete_matching
-from benchmarks.settings import CRASH_WAIT_SECONDS, Sizes
+from benchmarks.settings import CRASH_WAIT_SECONDS, REPO_ROOT, Sizes
 from benchmarks.workloads import WORKLOADS, RunContext
 
 RESULT_PREFIX = "BENCH-RESULT "
+
+
+def run_driver_process(python: str, queue: str, redis_url: str, run_id: str, tasks: int,
+                       workloads: str, *extra: str) -> tuple[dict | None, int]:
+    """Run `python -m benchmarks.driver` for `queue` under the interpreter `python` (its
+    progress goes to stderr) and return its report, the last stdout line that starts with
+    RESULT_PREFIX (None if there is none), with its exit code. `extra`: more options."""
+    argv = [python, "-m", "benchmarks.driver", "--queue", queue, "--redis-url", redis_url,
+            "--run-id", run_id, "--tasks", str(tasks), "--workloads", workloads, *extra]
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run(argv, check=False, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": path},
+                          stdout=subprocess.PIPE, text=True)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :]), done.returncode
+    return None, done.returncode
 CHECKED_EXTRAS = ("", "redis", "hiredis")
 
 

@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python benchmarks/peer_ab.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.driver import RESULT_PREFIX
+from benchmarks.driver import run_driver_process
 from benchmarks.envs import ensure_env
 from benchmarks.run import say, sweep
-from benchmarks.settings import ALL_QUEUES, DEFAULT_REDIS_URL, REPO_ROOT, new_run_id
+from benchmarks.settings import ALL_QUEUES, DEFAULT_REDIS_URL, new_run_id
 from benchmarks.workloads import WORKLOADS
 
 #: the figures printed per workload (the rest are in the driver's report)
@@ -50,31 +47,14 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 def run_variant(args: argparse.Namespace, run_id: str, variant: str) -> dict:
     """One driver for one variant and the workload; its figures (or its error)."""
     queue, options = parse_variant(variant)
-    argv = [
-        str(ensure_env(queue, say)),
-        "-m",
-        "benchmarks.driver",
-        "--queue",
-        queue,
-        "--redis-url",
-        args.redis_url,
-        "--run-id",
-        run_id,
-        "--tasks",
-        str(args.tasks),
-        "--workloads",
-        args.workload,
-        *(arg for option in options for arg in ("--worker-option", option)),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            report = json.loads(line[len(RESULT_PREFIX) :])
-            figures = report.get("figures") or {}
-            foreign = report.get("foreign_cpu_percent", {}).get(args.workload, [0.0])
-            return {**figures, "foreign_cpu": max(foreign, default=0.0)} if figures else report
-    return {"skipped": f"the driver exited with {done.returncode}"}
+    worker_options = [arg for option in options for arg in ("--worker-option", option)]
+    report, code = run_driver_process(str(ensure_env(queue, say)), queue, args.redis_url,
+                                      run_id, args.tasks, args.workload, *worker_options)
+    if report is None:
+        return {"skipped": f"the driver exited with {code}"}
+    figures = report.get("figures") or {}
+    foreign = report.get("foreign_cpu_percent", {}).get(args.workload, [0.0])
+    return {**figures, "foreign_cpu": max(foreign, default=0.0)} if figures else report
 
 
 def main(argv: list[str] | None = None) -> int:

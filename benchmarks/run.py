@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +29,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`
 
 import redis.asyncio as aioredis
 
-from benchmarks.driver import RESULT_PREFIX, SINGLE_RUN, median_figures, noise_note
+from benchmarks.driver import SINGLE_RUN, median_figures, noise_note, run_driver_process
 from benchmarks.envs import ensure_env
 from benchmarks.redis_tools import delete_matching
 from benchmarks.report import Results, machine_info, plot_title, table, write_json, write_plot
@@ -42,7 +40,6 @@ from benchmarks.settings import (
     DEFAULT_REDIS_URL,
     HOLD_IN_FLIGHT,
     IN_FLIGHT,
-    REPO_ROOT,
     Sizes,
     new_run_id,
 )
@@ -131,36 +128,12 @@ def run_driver(args: argparse.Namespace, queue: str, run_id: str, workload: str)
         python = sys.executable if args.same_python else str(ensure_env(queue, say))
     except (OSError, subprocess.CalledProcessError) as exc:
         return {"queue": queue, "skipped": f"could not build its environment: {exc}"}
-    argv = [
-        python,
-        "-m",
-        "benchmarks.driver",
-        "--queue",
-        queue,
-        "--redis-url",
-        args.redis_url,
-        "--run-id",
-        run_id,
-        "--tasks",
-        str(args.tasks),
-        "--workloads",
-        workload,
-        "--repeat",
-        "1",
-        "--crash-wait",
-        str(args.crash_wait),
-    ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    done = subprocess.run(
-        argv, check=False, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True
-    )
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    return {"queue": queue, "skipped": f"the driver exited with {done.returncode} and no report"}
+    report, code = run_driver_process(
+        python, queue, args.redis_url, run_id, args.tasks, workload,
+        "--repeat", "1", "--crash-wait", str(args.crash_wait))
+    if report is None:
+        return {"queue": queue, "skipped": f"the driver exited with {code} and no report"}
+    return report
 
 
 def merge(runs: list[tuple[str, dict]]) -> dict:
