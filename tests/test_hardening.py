@@ -183,7 +183,9 @@ def test_twenty_chats_on_twenty_slots_against_the_default_simulated_api_all_comp
         backend = SimulatedAIBackend.from_profile("realistic", seed=0, clock=clock)
         async with AsyncAIProcessor(max_workers=20, backend=backend, clock=clock, seed=0,
                                     settings=ProcessorSettings()) as proc:
-            ids = [await proc.submit_task(1, "chat_completion", {"message": f"你好 {i}"})
+            # fixed ids: the simulated outcomes are drawn by (task id, attempt), so the run replays
+            ids = [await proc.submit_task(1, "chat_completion", {"message": f"你好 {i}"},
+                                          task_id=f"chat-{i}")
                    for i in range(20)]
             finals = [await proc.wait_for_task(task_id, timeout=600) for task_id in ids]
         return finals, backend.stats()

@@ -39,8 +39,11 @@ def run_two_workers(limits: ProviderLimits | None, tasks: int = 60,
         for p in procs:
             await p.start()
         try:
+            # Fixed ids: a simulated answer is drawn by (task id, attempt), so the run replays
+            # exactly. A timeout no answer reaches: here every extra call is a duplicate.
             ids = [await procs[i % 2].submit_task(i + 1, "chat_completion",
-                                                  {"message": f"question {i}"}, max_retries=2)
+                                                  {"message": f"question {i}"}, max_retries=2,
+                                                  timeout=600, task_id=f"limits-{i}")
                    for i in range(tasks)]
             finals = await asyncio.gather(*(procs[0].wait_for_task(t, timeout=3600)
                                             for t in ids))
