@@ -1,0 +1,87 @@
+"""The benchmark docs print what the stored run measured, and the suite's verdicts can say no.
+
+`docs/benchmarks.md` shows the whole suite's figures table and targets table; both must be
+what `benchmarks.suite` computes from the JSON that run wrote (`benchmarks/results/`), so
+that a figure edited by hand, or a change to how the suite merges steps or judges targets,
+shows up here. No benchmark runs: the JSON is the evidence.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmarks.report import Results, load_json, table
+from benchmarks.suite import merge_all, targets_table
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+SUITE_JSON = ROOT / "benchmarks" / "results" / "2026-12-07-suite.json"
+
+
+def doc_tables(heading: str) -> list[str]:
+    """The markdown tables (each as its lines joined) under a `## ` or `### ` heading, up
+    to the next heading of any level."""
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index(heading)
+    section = re.split(r"\n#{2,3} ", text[start + len(heading):], maxsplit=1)[0]
+    tables, current = [], []
+    for line in section.splitlines():
+        if line.startswith("|"):
+            current.append(line.rstrip())
+        elif current:
+            tables.append("\n".join(current))
+            current = []
+    if current:
+        tables.append("\n".join(current))
+    return tables
+
+
+@pytest.fixture(scope="module")
+def stored() -> tuple[Results, dict]:
+    return load_json(SUITE_JSON)
+
+
+def test_the_docs_figures_table_is_the_stored_runs(stored: tuple[Results, dict]) -> None:
+    results, _ = stored
+    assert table(results) in doc_tables("## Results: the whole suite, 2026-12-07")
+
+
+def test_the_docs_targets_table_is_what_the_suite_judges(stored: tuple[Results, dict]) -> None:
+    results, _ = stored
+    assert doc_tables("### The targets in this run") == [targets_table(results)]
+
+
+def test_the_steps_outputs_merge_into_the_stored_figures(stored: tuple[Results, dict]) -> None:
+    """Each step's own output, kept in the JSON, merges back into the figures it gave."""
+    results, meta = stored
+    run = {"figures": {q: {k: v for k, v in f.items()
+                           if not k.startswith(("goodput_", "crash_", "first_token", "chunk_",
+                                                "writes_per"))}
+                       for q, f in results.figures.items()},
+           "errors": {}, "skipped": {}, "notes": []}
+    merged = merge_all(list(meta["queues"]), {"run": run, **meta["steps"]})
+    for queue, figures in results.figures.items():
+        for key in ("goodput_share", "goodput_refused", "crash_lost", "crash_recovery_s",
+                    "first_token_p99_ms"):
+            if key in figures:
+                assert merged.figures[queue][key] == figures[key], (queue, key)
+    assert merged.figures["ours"]["goodput_refused"] == 0.0
+    assert merged.figures["cookbook"]["goodput_share"] == pytest.approx(100.0, abs=0.5)
+
+
+def test_a_target_ours_misses_is_judged_no() -> None:
+    results = Results(queues=["ours", "saq"])
+    results.figures = {"ours": {"io_efficiency": 97.5, "io1000_efficiency": 96.9,
+                                "latency_p99": 2.0},
+                       "saq": {"io_efficiency": 98.0, "latency_p99": 1.5}}
+    verdicts = {line.split("|")[1].strip(): line.split("|")[-2].strip()
+                for line in targets_table(results).splitlines()[2:]}
+    assert verdicts["I/O efficiency, 100 in flight: >= 97 % by default and >= best peer"] \
+        == "**no**"  # over 97 %, but behind the peer
+    assert verdicts["I/O efficiency, 1,000 in flight: >= 97 % by default and >= best peer"] \
+        == "**no**"  # no peer, under 97 %
+    assert verdicts["pickup latency p99 no worse than the best peer"] == "**no**"
+    assert verdicts["goodput >= 95 % of the provider's limit, 429s < 1 % of calls"] == "–"
