@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,22 +40,25 @@ def doc_tables(heading: str) -> list[str]:
     return tables
 
 
+Stored = tuple[Results, dict[str, Any]]
+
+
 @pytest.fixture(scope="module")
-def stored() -> tuple[Results, dict]:
+def stored() -> Stored:
     return load_json(SUITE_JSON)
 
 
-def test_the_docs_figures_table_is_the_stored_runs(stored: tuple[Results, dict]) -> None:
+def test_the_docs_figures_table_is_the_stored_runs(stored: Stored) -> None:
     results, _ = stored
     assert table(results) in doc_tables("## Results: the whole suite, 2026-12-07")
 
 
-def test_the_docs_targets_table_is_what_the_suite_judges(stored: tuple[Results, dict]) -> None:
+def test_the_docs_targets_table_is_what_the_suite_judges(stored: Stored) -> None:
     results, _ = stored
     assert doc_tables("### The targets in this run") == [targets_table(results)]
 
 
-def test_the_steps_outputs_merge_into_the_stored_figures(stored: tuple[Results, dict]) -> None:
+def test_the_steps_outputs_merge_into_the_stored_figures(stored: Stored) -> None:
     """Each step's own output, kept in the JSON, merges back into the figures it gave."""
     results, meta = stored
     run = {"figures": {q: {k: v for k, v in f.items()
