@@ -504,7 +504,7 @@ class AsyncAIProcessor:
 
     async def get_stats(self) -> dict[str, Any]:
         """The chapter's statistics, shared by every process, plus queue and latency figures."""
-        counts = await self._queue().counts()
+        counts = await self._queue().counts(now=self.clock.now())
         local_in_flight = len(self.pool.running) if self.pool is not None else 0
         return build_stats(counts, self.metrics, now=self.clock.now(),
                            local_in_flight=local_in_flight, worker_count=self.max_workers)

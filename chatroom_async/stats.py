@@ -48,6 +48,9 @@ def build_stats(counts: QueueCounts, metrics: LocalMetrics, *, now: float, local
         "queue_depth": depth,
         "waiting_retry": counts.delayed,
         "in_flight": counts.in_flight,
+        # the worker pools of every process on this namespace, alive now, and their slots
+        "workers": len(counts.workers),
+        "worker_slots": sum(slots for _, slots in counts.workers),
         "local_in_flight": local_in_flight,
         "throughput_per_s": metrics.throughput(now),
         "latency": summarize(list(metrics.latencies)).as_dict(),

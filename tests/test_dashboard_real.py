@@ -55,6 +55,7 @@ async def test_dashboard_watches_a_worker_process(real_namespace: str) -> None:
         worker.send_signal(signal.SIGTERM)
         await worker.wait()
     assert first.completed == 0 and last.stats["worker_count"] == 0  # a client, no workers
+    assert (last.stats["workers"], last.stats["worker_slots"]) == (1, 3)  # the process's
     assert last.completed == last.stats["completed_tasks"] == last.submitted
     assert max(s.in_flight for s in dash.sampler.samples) <= 3
     assert last.latency["processing"]["p50"] == pytest.approx(0.05, abs=0.04)

@@ -63,7 +63,9 @@ class Sampler:
     Args:
         processor: a started processor (any `max_workers`, 0 included).
         limit: the concurrency limit to draw: a number, a callable returning one, or None
-            for the processor's own `max_workers` (nothing drawn when that is 0).
+            for the slots of every worker pool alive on the namespace (`worker_slots`,
+            other processes' included), else the processor's own `max_workers` (nothing
+            drawn when both are 0).
         window_s: the latency percentiles cover the events of this many recent seconds.
         keep: how many samples to keep.
         clock: the time source of the sample times.
@@ -149,7 +151,8 @@ class Sampler:
             return self.limit()
         if self.limit is not None:
             return self.limit
-        return int(stats["worker_count"]) or None
+        # every worker pool of the namespace (other processes' too), or this processor's
+        return int(stats.get("worker_slots") or stats["worker_count"]) or None
 
     def _latency(self, now: float) -> dict[str, dict[str, float | None]]:
         out = {}

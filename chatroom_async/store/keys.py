@@ -16,6 +16,8 @@ concatenates key names.
     {ns}:dead             list   dead letters: ids of failed tasks, newest last, capped
     {ns}:garbage          list   ready entries that had no record, set aside
     {ns}:stats            hash   counters shared by every process
+    {ns}:workers          zset   the worker pools alive, "{worker_id} {slots}"; score = the
+                                 deadline of their registration (renewed with the leases)
     {ns}:depth            hash   ready tasks per priority value
     {ns}:cache:{digest}   string a cached response, with its own TTL
     {ns}:provider         hash   the provider's shared limits: bucket levels, a 429's pause
@@ -93,6 +95,10 @@ class Keys:
     @property
     def stats(self) -> str:
         return f"{self.namespace}:stats"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.namespace}:workers"
 
     @property
     def depth(self) -> str:

@@ -124,6 +124,8 @@ class QueueCounts:
     dead_letters: int
     garbage: int
     counters: dict[str, float]
+    #: the worker pools registered and alive (`counts(now=...)` only): (worker id, slots)
+    workers: tuple[tuple[str, int], ...] = ()
 
 
 class TaskQueue:
@@ -346,8 +348,9 @@ class TaskQueue:
         """Wake one worker's blocking wait (used by stop)."""
         await self.redis.lpush(self.keys.control(worker_id), 1)
 
-    async def counts(self) -> QueueCounts:
-        """Queue depth by priority, in-flight, delayed, dead letters and shared counters."""
+    async def counts(self, now: float | None = None) -> QueueCounts:
+        """Queue depth by priority, in-flight, delayed, dead letters and shared counters;
+        given `now`, also the worker pools whose registration holds at that time."""
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(k.depth)
@@ -356,12 +359,30 @@ class TaskQueue:
             pipe.llen(k.dead)
             pipe.llen(k.garbage)
             pipe.hgetall(k.stats)
-            depth, inflight, delayed, dead, garbage, stats = await pipe.execute()
+            if now is not None:
+                pipe.zrangebyscore(k.workers, repr(now), "+inf")
+            depth, inflight, delayed, dead, garbage, stats, *alive = await pipe.execute()
         return QueueCounts(
             ready_by_priority=int_counts(depth), in_flight=int(inflight),
             delayed=int(delayed), dead_letters=int(dead), garbage=int(garbage),
             counters={name: v for name, v in ((n, number(x)) for n, x in stats.items())
-                      if v is not None})
+                      if v is not None},
+            workers=tuple(w for w in map(_worker_entry, alive[0] if alive else ()) if w))
+
+    async def register_worker(self, worker_id: str, slots: int, *, now: float,
+                              deadline: float) -> None:
+        """Say that a worker pool with `slots` slots is alive until `deadline` (renewed
+        with its leases); registrations past their deadline (pools killed without a stop)
+        are dropped on the way."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(k.workers, "-inf", f"({now!r}")
+            pipe.zadd(k.workers, {f"{worker_id} {slots}": deadline})
+            await pipe.execute()
+
+    async def unregister_worker(self, worker_id: str, slots: int) -> None:
+        """A stopping worker pool is no longer counted."""
+        await self.redis.zrem(self.keys.workers, f"{worker_id} {slots}")
 
     async def dead_letters(self, count: int = 100) -> list[str]:
         """The newest dead-lettered task ids, oldest first."""
@@ -378,3 +399,10 @@ class TaskQueue:
         async for key in self.redis.scan_iter(match=self.keys.pattern, count=1000):
             deleted += await self.redis.delete(key)
         return deleted
+
+
+def _worker_entry(member: str) -> tuple[str, int] | None:
+    """A `workers` member, "{worker_id} {slots}", as (worker id, slots); None if it is not
+    one (written by hand)."""
+    worker_id, _, slots = str(member).rpartition(" ")
+    return (worker_id, int(slots)) if worker_id and slots.isdigit() else None

@@ -96,6 +96,7 @@ class WorkerPool:
         self._side_tasks: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
+        await self._register()
         self._loops = [asyncio.create_task(coro, name=f"chatroom_async.{name}")
                        for name, coro in (("fetch", self._fetch_loop()),
                                           ("renew", self._renew_loop()),
@@ -353,9 +354,20 @@ class WorkerPool:
         self._launch(result.claimed, now)
 
     # -- leases ----------------------------------------------------------------------------
+    async def _register(self) -> None:
+        """Count this pool among the namespace's workers for a lease's length (`get_stats`:
+        `workers`, `worker_slots`), renewed with the leases."""
+        now = self.clock.now()
+        try:
+            await self.queue.register_worker(self.worker_id, self.concurrency, now=now,
+                                             deadline=now + self.settings.lease_s)
+        except (RedisError, OSError) as exc:  # only the count is late; the work goes on
+            log.warning("worker %s: could not register: %r", self.worker_id, exc)
+
     async def _renew_loop(self) -> None:
         while True:
             await self.clock.sleep(self.settings.renew_every_s)
+            await self._register()
             leases = {tid: run.token for tid, run in self.running.items() if not run.submitted}
             leases.update((run.task.task_id, run.token) for run in self.slots.held)
             if not leases:
@@ -409,6 +421,8 @@ class WorkerPool:
         await asyncio.gather(renew, flush, *self._side_tasks, return_exceptions=True)
         await self._quietly("clean up", self.queue.redis.delete(
             self.queue.keys.control(self.worker_id)))
+        await self._quietly("unregister", self.queue.unregister_worker(self.worker_id,
+                                                                       self.concurrency))
         return int(early or 0) + int(released or 0)
 
     def _handed_back(self, task: AITask) -> str:
