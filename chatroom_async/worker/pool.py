@@ -93,6 +93,10 @@ class WorkerPool:
         self._head: tuple[float, str] | None = None
         self._head_at = float("-inf")
         self._loops: list[asyncio.Task[None]] = []
+        # stop() ends the renewer and the flusher only while they wait, never inside a Redis
+        # call: redis-py can swallow a cancel that lands inside one, and the loop would go on.
+        self._winding_up = False
+        self._waiting = {"renew": False, "flush": False}
         self._side_tasks: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
@@ -310,8 +314,10 @@ class WorkerPool:
     # -- outcomes: the pool drives its outbox ----------------------------------------------
     async def _flush_loop(self) -> None:
         """Send outcomes as they come (the pool's flusher task)."""
-        while True:
+        while not self._winding_up:
+            self._waiting["flush"] = True
             await self.outbox.wait()
+            self._waiting["flush"] = False
             await self._flush()
 
     async def _flush(self) -> None:
@@ -365,8 +371,10 @@ class WorkerPool:
             log.warning("worker %s: could not register: %r", self.worker_id, exc)
 
     async def _renew_loop(self) -> None:
-        while True:
+        while not self._winding_up:
+            self._waiting["renew"] = True
             await self.clock.sleep(self.settings.renew_every_s)
+            self._waiting["renew"] = False
             await self._register()
             leases = {tid: run.token for tid, run in self.running.items() if not run.submitted}
             leases.update((run.task.task_id, run.token) for run in self.slots.held)
@@ -416,8 +424,10 @@ class WorkerPool:
         released = await self._quietly("hand back unfinished tasks", self.queue.release(
             [(r.task.task_id, r.token, self._handed_back(r.task)) for r in leftovers],
             publish=self.settings.publish_events))
-        for loop in (renew, flush):
-            loop.cancel()
+        self._winding_up = True  # each ends now if it waits, else after its call
+        for name, loop in (("renew", renew), ("flush", flush)):
+            if self._waiting[name]:
+                loop.cancel()
         await asyncio.gather(renew, flush, *self._side_tasks, return_exceptions=True)
         await self._quietly("clean up", self.queue.redis.delete(
             self.queue.keys.control(self.worker_id)))
