@@ -13,6 +13,12 @@ slot-second beyond that is lost in one of two places, which this script separate
   idle at the start until the first wave has started and at the very end while the last
   tasks finish.
 
+With `--stages` it also splits the gap of a task whose outcome was recorded by a call that
+claimed successors: from its end to the start of that call (the outbox busy with earlier
+calls), the call itself, and from the call's reply to the start of the tasks it claimed (the
+loop busy with the wave). The timing wrappers cost a little, so the efficiency of such a
+run reads a little lower.
+
 It prints the efficiency (the benchmark's figure: 1st start → last end, of the ideal),
 both losses per task, the worker's CPU time per task, the server time per EVALSHA (every
 script the worker runs: claims, finishes, finish-and-claims, renewals) and per ZADD
@@ -20,6 +26,7 @@ command inside them (`INFO commandstats`, server-wide: other clients of the same
 add to both). A script that prints figures, not a test. Run from the repository root:
 
     .venv/bin/python benchmarks/io_anatomy.py [--redis-url URL] [--prefetch N] [--repeat R]
+        [--stages]
 
 It writes only keys under its own namespace (`anatomy-<hex>`) and deletes them at the end.
 """
@@ -54,18 +61,55 @@ async def _server_time(client: aioredis.Redis) -> dict[str, tuple[int, int]]:
             for name, v in info.items()}
 
 
+class Stages:
+    """Stamps for `--stages`: each task's start and end, each outcome's submit, and each
+    finish-and-claim call's start, reply and what it recorded and claimed."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.calls: list[tuple[float, float, list[str], list[str]]] = []
+
+    def attach(self, worker: AsyncAIProcessor) -> None:
+        queue = worker.queue
+        assert queue is not None
+        original = queue.finish_and_claim
+
+        async def finish_and_claim(outcomes: list[Any], **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            recorded, claimed = await original(outcomes, **kwargs)
+            self.calls.append((began, time.perf_counter(), [o.task_id for o in outcomes],
+                               [c.task_id for c in claimed.claimed]))
+            return recorded, claimed
+
+        queue.finish_and_claim = finish_and_claim  # type: ignore[method-assign]
+
+    def figures(self) -> dict[str, float]:
+        waits, calls, starts = [], [], []
+        for began, replied, recorded, claimed in self.calls:
+            calls.append(replied - began)
+            waits += [began - self.ended[t] for t in recorded if t in self.ended]
+            starts += [self.started[t] - replied for t in claimed if t in self.started]
+        return {"stage_end_to_call_ms": 1e3 * statistics.mean(waits),
+                "stage_call_ms": 1e3 * statistics.mean(calls),
+                "stage_reply_to_start_ms": 1e3 * statistics.mean(starts)}
+
+
 async def measure(url: str, tasks: int, sleep_s: float, slots: int,
-                  prefetch: int) -> dict[str, float]:
+                  prefetch: int, stages: bool = False) -> dict[str, float]:
     """Queue `tasks`, drain them with one worker, and return the figures."""
     namespace = f"anatomy-{uuid.uuid4().hex[:8]}"
     admin = aioredis.Redis.from_url(url, decode_responses=True)
     spans: list[tuple[float, float]] = []
     all_done = asyncio.Event()
+    stamps = Stages() if stages else None
 
     async def body(request: Any) -> dict[str, bool]:
         began = time.perf_counter()
         await asyncio.sleep(sleep_s)
         spans.append((began, time.perf_counter()))
+        if stamps is not None:
+            stamps.started[request.task_id], stamps.ended[request.task_id] = spans[-1]
         if len(spans) == tasks:
             all_done.set()
         return {"ok": True}
@@ -84,6 +128,8 @@ async def measure(url: str, tasks: int, sleep_s: float, slots: int,
         server_before = await _server_time(admin)
         cpu_before = time.process_time()
         await worker.start()
+        if stamps is not None:
+            stamps.attach(worker)
         # Generous: the ideal is tasks × sleep / slots; a task lost for good would hang.
         await asyncio.wait_for(all_done.wait(), timeout=60 + 10 * tasks * sleep_s / slots)
         cpu = time.process_time() - cpu_before
@@ -109,6 +155,8 @@ async def measure(url: str, tasks: int, sleep_s: float, slots: int,
         calls, usec = server_after.get(command, (0, 0))
         if calls > calls_before:
             figures[f"server_us_per_{command}"] = (usec - usec_before) / (calls - calls_before)
+    if stamps is not None:
+        figures.update(stamps.figures())
     return figures
 
 
@@ -120,9 +168,11 @@ def main() -> int:
     parser.add_argument("--slots", type=int, default=100, help="tasks in flight")
     parser.add_argument("--prefetch", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--stages", action="store_true",
+                        help="also time the stages of the gap (a little slower)")
     args = parser.parse_args()
     runs = [asyncio.run(measure(args.redis_url, args.tasks, args.sleep, args.slots,
-                                args.prefetch)) for _ in range(args.repeat)]
+                                args.prefetch, args.stages)) for _ in range(args.repeat)]
     print(f"{args.tasks} tasks of {args.sleep:g} s, {args.slots} in flight, "
           f"prefetch={args.prefetch}; {args.repeat} runs (min / median / max):")
     for name in runs[0]:
