@@ -177,6 +177,7 @@ async def test_stats_survive_hand_written_counts(capsys: pytest.CaptureFixture[s
     keys = Keys(real_namespace)
     await client.hset(keys.depth, mapping={"urgent!": "1", "2": "3"})  # as the old claim wrote
     await client.hset(keys.stats, mapping={"completed_tasks": "many", "total_tasks": "3"})
+    await client.set(keys.workers, "not a sorted set")
     await client.aclose()
     code, out, err = await _run_in_thread(capsys, "stats", "--redis-url", REAL_URL,
                                           "--namespace", real_namespace)
@@ -184,3 +185,4 @@ async def test_stats_survive_hand_written_counts(capsys: pytest.CaptureFixture[s
     stats = json.loads(out)
     assert stats["queue_depth"]["normal"] == 3 and stats["total_tasks"] == 3
     assert stats["completed_tasks"] == 0
+    assert (stats["workers"], stats["worker_slots"]) == (0, 0)

@@ -361,7 +361,13 @@ class TaskQueue:
             pipe.hgetall(k.stats)
             if now is not None:
                 pipe.zrangebyscore(k.workers, repr(now), "+inf")
-            depth, inflight, delayed, dead, garbage, stats, *alive = await pipe.execute()
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies[:6]:
+            if isinstance(reply, Exception):
+                raise reply
+        depth, inflight, delayed, dead, garbage, stats, *alive = replies
+        if alive and isinstance(alive[0], Exception):  # a key written by hand: no count
+            alive = []
         return QueueCounts(
             ready_by_priority=int_counts(depth), in_flight=int(inflight),
             delayed=int(delayed), dead_letters=int(dead), garbage=int(garbage),
