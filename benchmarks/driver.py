@@ -46,6 +46,8 @@ def run_driver_process(python: str, queue: str, redis_url: str, run_id: str, tas
         if line.startswith(RESULT_PREFIX):
             return json.loads(line[len(RESULT_PREFIX) :]), done.returncode
     return None, done.returncode
+
+
 CHECKED_EXTRAS = ("", "redis", "hiredis")
 
 

@@ -152,7 +152,7 @@ class Sampler:
         if self.limit is not None:
             return self.limit
         # every worker pool of the namespace (other processes' too), or this processor's
-        return int(stats.get("worker_slots") or stats["worker_count"]) or None
+        return int(stats["worker_slots"] or stats["worker_count"]) or None
 
     def _latency(self, now: float) -> dict[str, dict[str, float | None]]:
         out = {}

@@ -362,18 +362,19 @@ class TaskQueue:
             if now is not None:
                 pipe.zrangebyscore(k.workers, repr(now), "+inf")
             replies = await pipe.execute(raise_on_error=False)
-        for reply in replies[:6]:
+        depth, inflight, delayed, dead, garbage, stats = replies[:6]
+        for reply in replies[:6]:  # the counts' own errors are raised, as before
             if isinstance(reply, Exception):
                 raise reply
-        depth, inflight, delayed, dead, garbage, stats, *alive = replies
-        if alive and isinstance(alive[0], Exception):  # a key written by hand: no count
+        alive = replies[6] if now is not None else []
+        if isinstance(alive, Exception):  # a workers key written by hand: no count
             alive = []
         return QueueCounts(
             ready_by_priority=int_counts(depth), in_flight=int(inflight),
             delayed=int(delayed), dead_letters=int(dead), garbage=int(garbage),
             counters={name: v for name, v in ((n, number(x)) for n, x in stats.items())
                       if v is not None},
-            workers=tuple(w for w in map(_worker_entry, alive[0] if alive else ()) if w))
+            workers=tuple(w for w in map(_worker_entry, alive) if w))
 
     async def register_worker(self, worker_id: str, slots: int, *, now: float,
                               deadline: float) -> None:
