@@ -53,6 +53,7 @@ from ..store.queue import Claimed, ClaimResult, Emit, Outcome, TaskQueue
 from ..store.records import failed_fields, task_from_record, task_from_spec
 from ..task import AITask, TaskStatus
 from .attempt import Attempt
+from .leases import LeaseKeeper
 from .outbox import Outbox
 from .slots import Run, SlotLedger
 
@@ -92,18 +93,20 @@ class WorkerPool:
         # when that claim was made: a reply to an older call does not overwrite it.
         self._head: tuple[float, str] | None = None
         self._head_at = float("-inf")
+        self.leases = LeaseKeeper(queue=queue, settings=settings, clock=clock,
+                                  worker_id=worker_id, slots=concurrency,
+                                  held=self._held_leases, lost=self._lost_lease)
         self._loops: list[asyncio.Task[None]] = []
-        # stop() ends the renewer and the flusher only while they wait, never inside a Redis
-        # call: redis-py can swallow a cancel that lands inside one, and the loop would go on.
+        # stop() ends the flusher only while it waits, never inside a Redis call: redis-py
+        # can swallow a cancel that lands inside one, and the loop would go on.
         self._winding_up = False
-        self._waiting = {"renew": False, "flush": False}
+        self._flusher_waits = False
         self._side_tasks: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
-        await self._register()
+        await self.leases.start()
         self._loops = [asyncio.create_task(coro, name=f"chatroom_async.{name}")
                        for name, coro in (("fetch", self._fetch_loop()),
-                                          ("renew", self._renew_loop()),
                                           ("flush", self._flush_loop()))]
 
     # -- claiming --------------------------------------------------------------------------
@@ -315,9 +318,9 @@ class WorkerPool:
     async def _flush_loop(self) -> None:
         """Send outcomes as they come (the pool's flusher task)."""
         while not self._winding_up:
-            self._waiting["flush"] = True
+            self._flusher_waits = True
             await self.outbox.wait()
-            self._waiting["flush"] = False
+            self._flusher_waits = False
             await self._flush()
 
     async def _flush(self) -> None:
@@ -359,41 +362,22 @@ class WorkerPool:
         self._note_head(result, now)
         self._launch(result.claimed, now)
 
-    # -- leases ----------------------------------------------------------------------------
-    async def _register(self) -> None:
-        """Count this pool among the namespace's workers for a lease's length (`get_stats`:
-        `workers`, `worker_slots`), renewed with the leases."""
-        now = self.clock.now()
-        try:
-            await self.queue.register_worker(self.worker_id, self.concurrency, now=now,
-                                             deadline=now + self.settings.lease_s)
-        except (RedisError, OSError) as exc:  # only the count is late; the work goes on
-            log.warning("worker %s: could not register: %r", self.worker_id, exc)
+    # -- leases (renewed by `self.leases`) ------------------------------------------------
+    def _held_leases(self) -> dict[str, str]:
+        """The leases this pool holds: runs whose outcome is not yet submitted, held tasks."""
+        leases = {tid: run.token for tid, run in self.running.items() if not run.submitted}
+        leases.update((run.task.task_id, run.token) for run in self.slots.held)
+        return leases
 
-    async def _renew_loop(self) -> None:
-        while not self._winding_up:
-            self._waiting["renew"] = True
-            await self.clock.sleep(self.settings.renew_every_s)
-            self._waiting["renew"] = False
-            await self._register()
-            leases = {tid: run.token for tid, run in self.running.items() if not run.submitted}
-            leases.update((run.task.task_id, run.token) for run in self.slots.held)
-            if not leases:
-                continue
-            try:
-                lost = await self.queue.renew(list(leases.items()),
-                                              self.clock.now() + self.settings.lease_s)
-            except Exception:
-                log.exception("worker %s: lease renewal failed", self.worker_id)
-                continue
-            for task_id in lost:
-                if self.slots.drop_held(task_id, leases[task_id]):
-                    log.warning("worker %s: lost the lease of held %s", self.worker_id, task_id)
-                    continue
-                run = self.running.get(task_id)
-                if run is not None and run.token == leases[task_id]:  # not a newer delivery
-                    log.warning("worker %s: lost the lease of %s", self.worker_id, task_id)
-                    self.cancel_local(task_id)
+    def _lost_lease(self, task_id: str, token: str) -> None:
+        """A renewal found this lease gone (reclaimed, cancelled): stop what it covered."""
+        if self.slots.drop_held(task_id, token):
+            log.warning("worker %s: lost the lease of held %s", self.worker_id, task_id)
+            return
+        run = self.running.get(task_id)
+        if run is not None and run.token == token:  # not a newer delivery
+            log.warning("worker %s: lost the lease of %s", self.worker_id, task_id)
+            self.cancel_local(task_id)
 
     # -- stopping --------------------------------------------------------------------------
     async def stop(self, drain_timeout_s: float) -> int:
@@ -404,7 +388,7 @@ class WorkerPool:
         """
         self._stopping = True
         await self._quietly("wake the fetcher", self.queue.poke(self.worker_id))
-        fetch, renew, flush = self._loops
+        fetch, flush = self._loops
         self.slots.freed.set()
         await asyncio.gather(fetch, return_exceptions=True)
         # Held tasks will not start now (nothing claims any more): back to the queue at once.
@@ -424,15 +408,14 @@ class WorkerPool:
         released = await self._quietly("hand back unfinished tasks", self.queue.release(
             [(r.task.task_id, r.token, self._handed_back(r.task)) for r in leftovers],
             publish=self.settings.publish_events))
-        self._winding_up = True  # each ends now if it waits, else after its call
-        for name, loop in (("renew", renew), ("flush", flush)):
-            if self._waiting[name]:
-                loop.cancel()
-        await asyncio.gather(renew, flush, *self._side_tasks, return_exceptions=True)
+        self._winding_up = True  # the flusher ends now if it waits, else after its call
+        if self._flusher_waits:
+            flush.cancel()
+        await asyncio.gather(self.leases.stop(), flush, *self._side_tasks,
+                             return_exceptions=True)
         await self._quietly("clean up", self.queue.redis.delete(
             self.queue.keys.control(self.worker_id)))
-        await self._quietly("unregister", self.queue.unregister_worker(self.worker_id,
-                                                                       self.concurrency))
+        await self._quietly("unregister", self.leases.unregister())
         return int(early or 0) + int(released or 0)
 
     def _handed_back(self, task: AITask) -> str:
