@@ -10,7 +10,6 @@ nothing about runs: the pool says which leases it holds and what to do with a lo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
@@ -19,6 +18,7 @@ from redis.exceptions import RedisError
 from ..clock import Clock
 from ..settings import ProcessorSettings
 from ..store.queue import TaskQueue
+from .loops import PatientLoop
 
 log = logging.getLogger("chatroom_async.worker")  # the pool's logger
 
@@ -42,16 +42,13 @@ class LeaseKeeper:
         self.queue, self.settings, self.clock = queue, settings, clock
         self.worker_id, self.slots = worker_id, slots
         self._held, self._lost = held, lost
-        self._loop: asyncio.Task[None] | None = None
-        # stop() ends the loop only while it sleeps, never inside a Redis call: redis-py
-        # can swallow a cancel that lands inside one, and the loop would go on.
-        self._stopping = False
-        self._sleeping = False
+        self._loop = PatientLoop(lambda: clock.sleep(settings.renew_every_s), self._tick,
+                                 "chatroom_async.renew")
 
     async def start(self) -> None:
         """Register the pool, then renew from a background task until `stop`."""
         await self.register()
-        self._loop = asyncio.create_task(self._renew_loop(), name="chatroom_async.renew")
+        self._loop.start()
 
     async def register(self) -> None:
         """Count the pool among the namespace's workers for a lease's length."""
@@ -63,26 +60,17 @@ class LeaseKeeper:
             log.warning("worker %s: could not register: %r", self.worker_id, exc)
 
     async def stop(self) -> None:
-        """End the renewals: at once if the loop sleeps, else after its call in progress.
-        The registration stays until `unregister` (the pool's last step)."""
-        self._stopping = True
-        if self._loop is None:
-            return
-        if self._sleeping:
-            self._loop.cancel()
-        await asyncio.gather(self._loop, return_exceptions=True)
+        """End the renewals: at once if the loop sleeps, else after its call in progress
+        (`PatientLoop`). The registration stays until `unregister` (the pool's last step)."""
+        await self._loop.stop()
 
     async def unregister(self) -> None:
         """Leave the namespace's count of workers now (raises if Redis cannot be told)."""
         await self.queue.unregister_worker(self.worker_id, self.slots)
 
-    async def _renew_loop(self) -> None:
-        while not self._stopping:
-            self._sleeping = True
-            await self.clock.sleep(self.settings.renew_every_s)
-            self._sleeping = False
-            await self.register()
-            await self.renew()
+    async def _tick(self) -> None:
+        await self.register()
+        await self.renew()
 
     async def renew(self) -> None:
         """Extend every lease the pool holds by `lease_s` from now; report the lost ones."""

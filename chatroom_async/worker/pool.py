@@ -54,6 +54,7 @@ from ..store.records import failed_fields, task_from_record, task_from_spec
 from ..task import AITask, TaskStatus
 from .attempt import Attempt
 from .leases import LeaseKeeper
+from .loops import PatientLoop
 from .outbox import Outbox
 from .slots import Run, SlotLedger
 
@@ -96,18 +97,15 @@ class WorkerPool:
         self.leases = LeaseKeeper(queue=queue, settings=settings, clock=clock,
                                   worker_id=worker_id, slots=concurrency,
                                   held=self._held_leases, lost=self._lost_lease)
-        self._loops: list[asyncio.Task[None]] = []
-        # stop() ends the flusher only while it waits, never inside a Redis call: redis-py
-        # can swallow a cancel that lands inside one, and the loop would go on.
-        self._winding_up = False
-        self._flusher_waits = False
+        self._fetcher: asyncio.Task[None] | None = None
+        # Sends outcomes as they come; stopped only while it waits for some (`PatientLoop`).
+        self._flusher = PatientLoop(self.outbox.wait, self._flush, "chatroom_async.flush")
         self._side_tasks: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
         await self.leases.start()
-        self._loops = [asyncio.create_task(coro, name=f"chatroom_async.{name}")
-                       for name, coro in (("fetch", self._fetch_loop()),
-                                          ("flush", self._flush_loop()))]
+        self._fetcher = asyncio.create_task(self._fetch_loop(), name="chatroom_async.fetch")
+        self._flusher.start()
 
     # -- claiming --------------------------------------------------------------------------
     async def _fetch_loop(self) -> None:
@@ -315,14 +313,6 @@ class WorkerPool:
         return True
 
     # -- outcomes: the pool drives its outbox ----------------------------------------------
-    async def _flush_loop(self) -> None:
-        """Send outcomes as they come (the pool's flusher task)."""
-        while not self._winding_up:
-            self._flusher_waits = True
-            await self.outbox.wait()
-            self._flusher_waits = False
-            await self._flush()
-
     async def _flush(self) -> None:
         """Record everything waiting; settle each call's runs, wake their coroutines, then
         start what the call claimed (in that order: events stay in order)."""
@@ -388,9 +378,9 @@ class WorkerPool:
         """
         self._stopping = True
         await self._quietly("wake the fetcher", self.queue.poke(self.worker_id))
-        fetch, flush = self._loops
         self.slots.freed.set()
-        await asyncio.gather(fetch, return_exceptions=True)
+        if self._fetcher is not None:
+            await asyncio.gather(self._fetcher, return_exceptions=True)
         # Held tasks will not start now (nothing claims any more): back to the queue at once.
         held = self.slots.take_held()
         early = await self._quietly("hand back held tasks", self.queue.release(
@@ -408,10 +398,8 @@ class WorkerPool:
         released = await self._quietly("hand back unfinished tasks", self.queue.release(
             [(r.task.task_id, r.token, self._handed_back(r.task)) for r in leftovers],
             publish=self.settings.publish_events))
-        self._winding_up = True  # the flusher ends now if it waits, else after its call
-        if self._flusher_waits:
-            flush.cancel()
-        await asyncio.gather(self.leases.stop(), flush, *self._side_tasks,
+        # The flusher and the renewer end now if they wait, else after their call.
+        await asyncio.gather(self.leases.stop(), self._flusher.stop(), *self._side_tasks,
                              return_exceptions=True)
         await self._quietly("clean up", self.queue.redis.delete(
             self.queue.keys.control(self.worker_id)))
