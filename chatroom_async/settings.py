@@ -38,20 +38,26 @@ class ProcessorSettings:
         max_idle_wait_s: longest single blocking wait of an idle worker.
         dead_letter_cap: how many ids the dead-letter list keeps.
         prefetch: tasks a worker claims beyond its free slots and holds, leased, to start
-            the moment a slot frees (no round trip between one task and the next). Each
-            claim reports the first task it left ready, and a held task starts only if the
-            worker's latest claim saw no task ready ahead of it (by score, then id, the
-            ready set's order); otherwise the slot waits for that task's claim. So a held
-            task never starts ahead of a task ordered before it that was ready when the
-            worker's latest claim ran. A task submitted after that claim may start after
-            tasks already held (one per slot that frees before the next claim); with 0,
-            the default (each slot claims the first ready task when it frees), it misses
-            only the claims already in flight when it was submitted. 10, one batch of the
-            outbox (`worker/outbox.py`), is enough: while one call records ten outcomes and
-            claims their successors, the next ten slots to free start held tasks. Held
-            tasks are this worker's: at the end of a backlog another worker process idles
-            while they wait here for a slot (for long AI calls, up to one call longer), and
-            `stop()` hands them back at once. See `worker/pool.py` and docs/benchmarks.md.
+            the moment a slot frees (no round trip between one task and the next), while
+            `prefetch_below_s` allows. Each claim reports the first task it left ready, and a
+            held task starts only if the worker's latest claim saw no task ready ahead of it
+            (by score, then id, the ready set's order); otherwise the slot waits for that
+            task's claim. So a held task never starts ahead of a task ordered before it that
+            was ready when the worker's latest claim ran. A task submitted after that claim
+            may start after tasks already held (one per slot that frees before the next
+            claim); with 0, the default (each slot claims the first ready task when it
+            frees), it misses only the claims already in flight when it was submitted. 10,
+            one batch of the outbox (`worker/outbox.py`), is enough: while one call records
+            ten outcomes and claims their successors, the next ten slots to free start held
+            tasks. Held tasks are this worker's: at the end of a backlog another worker
+            process idles while they wait here for a slot (up to one attempt longer), they
+            count as in flight in `get_stats()` (they are leased), and `stop()` hands them
+            back at once. See `worker/pool.py` and docs/benchmarks.md.
+        prefetch_below_s: with `prefetch`, hold tasks only while this worker's attempts take
+            less than this on average (a moving average of the latest; none are held before
+            the first ends). A held task saves a round trip (~1-3 ms) and may cost up to one
+            attempt's time at the end of a backlog, so holding pays for short tasks and not
+            for AI calls of seconds. None holds whatever the attempts take.
         provider_limits: the AI provider's limits, shared by every worker of the namespace
             through Redis (`ProviderLimits`); None sends every call at once and leaves the
             429s to the retry policy.
@@ -73,6 +79,7 @@ class ProcessorSettings:
     max_idle_wait_s: float = 30.0
     dead_letter_cap: int = 10_000
     prefetch: int = 0
+    prefetch_below_s: float | None = 0.25
     provider_limits: ProviderLimits | None = None
 
     def __post_init__(self) -> None:
@@ -92,6 +99,11 @@ class ProcessorSettings:
         if not isinstance(self.prefetch, int) or isinstance(self.prefetch, bool) \
                 or self.prefetch < 0:
             raise ValueError(f"prefetch must be an int >= 0, got {self.prefetch!r}")
+        below = self.prefetch_below_s
+        if below is not None and not (isinstance(below, (int, float))
+                                      and not isinstance(below, bool) and below > 0):
+            raise ValueError(f"prefetch_below_s must be a positive number of seconds or None, "
+                             f"got {below!r}")
         if self.cache_ttl_s is not None and not self.cache_ttl_s > 0:
             raise ValueError("cache_ttl_s must be positive or None")
 

@@ -71,13 +71,15 @@ class OursAdapter(QueueAdapter):
 
 
 class OursPrefetchAdapter(OursAdapter):
-    """Ours with `ProcessorSettings(prefetch=PREFETCH)` in the worker: a column of its own for
-    the workloads where the worker's settings matter, set apart from "ours / best peer"."""
+    """Ours with `ProcessorSettings(prefetch=PREFETCH, prefetch_below_s=None)` in the worker:
+    a column of its own for the workloads where the worker's settings matter, set apart from
+    "ours / best peer"."""
 
     label = "ours-prefetch"
     settings_note = (
-        f"as ours, with `ProcessorSettings(prefetch={PREFETCH})` in the worker process "
-        "(priority stays strict: see `ProcessorSettings.prefetch`)"
+        f"as ours, with `ProcessorSettings(prefetch={PREFETCH}, prefetch_below_s=None)` in the "
+        "worker process (holds whatever the tasks take; priority stays strict: see "
+        "`ProcessorSettings.prefetch`)"
     )
     workloads = ("noop", "redis1", "io", "io1000")
 

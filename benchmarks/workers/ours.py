@@ -34,7 +34,7 @@ def build_processor(args: argparse.Namespace, probe: Probe) -> Any:
         args.name,
         max_workers=args.concurrency,
         backend=FunctionBackend(chat),
-        settings=ProcessorSettings(prefetch=args.prefetch),
+        settings=ProcessorSettings(prefetch=args.prefetch, prefetch_below_s=None),
     )
 
 

@@ -14,6 +14,11 @@ the pool also holds up to N claimed, leased tasks, in the ready set's order; a r
 slot as soon as its attempt ends, and the next held task starts in that moment instead of
 one claim round trip later, while the run keeps its place until its outcome is recorded.
 The holds are renewed with the runs' leases, dropped when cancelled, handed back on stop.
+With `prefetch_below_s` the pool holds only while its attempts average under that time
+(`_attempt_took`): a held task saves one round trip and may wait up to one attempt, so holds
+pay for short tasks, not for AI calls of seconds. While every slot is busy the fetcher waits
+and the outcomes' claims fill the places (a full pool takes no wake-up token meant for an
+idle worker elsewhere).
 
 Priority stays strict with holds: every claim's reply names the first task it left in the
 ready set (its head), and the pool keeps the head of its latest claim. A held task starts
@@ -60,6 +65,10 @@ from .slots import Run, SlotLedger
 
 log = logging.getLogger("chatroom_async.worker")
 
+# The weight of the latest attempt in the moving average of attempt times: about the last
+# ten count, so a pool whose work turns from short to long stops holding within a few.
+_MEAN_WEIGHT = 0.2
+
 
 class WorkerPool:
     """Runs tasks of one namespace in this process.
@@ -83,7 +92,9 @@ class WorkerPool:
         self.concurrency = concurrency
         self.worker_id = worker_id
         self.running: dict[str, Run] = {}
-        self.slots = SlotLedger(concurrency, settings.prefetch)
+        self.slots = SlotLedger(concurrency, settings.prefetch,
+                                holding=settings.prefetch_below_s is None)
+        self._mean_attempt_s: float | None = None  # moving average, for `prefetch_below_s`
         self._tasks: set[asyncio.Task[None]] = set()  # every run's task until it ends
         self.outbox = Outbox(queue=queue, slots=self.slots, settings=settings, clock=clock,
                              origin=bus.origin, worker_id=worker_id)
@@ -111,11 +122,12 @@ class WorkerPool:
     async def _fetch_loop(self) -> None:
         while not self._stopping:
             free = self.slots.free()
-            # While tasks are held every slot is busy and the outbox tops the holds up with
-            # the outcomes of the runs: the fetcher waits. A slot left open beside held
-            # tasks waits for a task ready ahead of them: the fetcher claims it if a place
-            # is free (the outcome's own claim may come too; places bound what both take).
-            if free <= 0 or (self.slots.held and not self.slots.slot_open()):
+            # While every slot is busy the outbox fills the places the runs' outcomes free,
+            # held ones included: the fetcher waits (and takes no wake-up token an idle
+            # worker elsewhere waits for). A slot left open beside held tasks waits for a
+            # task ready ahead of them: the fetcher claims it if a place is free (the
+            # outcome's own claim may come too; places bound what both take).
+            if free <= 0 or not self.slots.slot_open():
                 self.slots.freed.clear()
                 self._full = True  # the outbox claims for the places it frees
                 try:
@@ -263,6 +275,7 @@ class WorkerPool:
         try:
             outcome, event, final = await self.attempt.run(task, run.token, run.rate_limited,
                                                            run.announced)
+            self._attempt_took(self.clock.now() - (task.started_at or 0.0))
             if run.held:  # the record has the claim's time; this is when it really started
                 outcome.fields["started_at"] = repr(task.started_at)
             run.submitted = True
@@ -278,6 +291,17 @@ class WorkerPool:
             pass  # stop() releases it, or it was cancelled/reclaimed elsewhere
         except Exception:
             log.exception("worker %s: task %s crashed the attempt", self.worker_id, task.task_id)
+
+    def _attempt_took(self, seconds: float) -> None:
+        """Note an attempt's time; hold tasks only while attempts average under
+        `prefetch_below_s` (a held task saves a round trip and may wait up to an attempt)."""
+        below = self.settings.prefetch_below_s
+        if below is None or not self.settings.prefetch:
+            return
+        mean = self._mean_attempt_s
+        mean = seconds if mean is None else mean + _MEAN_WEIGHT * (seconds - mean)
+        self._mean_attempt_s = mean
+        self.slots.allow_holds(mean < below)
 
     def _run_ended(self, run: Run, handle: asyncio.Task[None]) -> None:
         """A run's task is done: a done callback, so that it also runs for a task cancelled

@@ -46,16 +46,19 @@ class SlotLedger:
     A slot is an attempt in progress: at most `concurrency`. A place is what a claim may
     take: a run holds one until its outcome is settled, a held task holds one, and a claim
     in flight holds as many as it asked for until its tasks are placed, so two claims never
-    ask for one place; at most `concurrency + prefetch`. Without prefetch a run frees its
-    slot and its place together, when it settles.
+    ask for one place; at most `concurrency + prefetch`, where `prefetch` is what the pool
+    allows now (`allow_holds`: up to the configured number, or none). Without holds a run
+    frees its slot and its place together, when it settles.
 
     Args:
         concurrency: attempts at once.
-        prefetch: claimed tasks held, leased, beyond them.
+        prefetch: claimed tasks held, leased, beyond them, at most.
+        holding: whether holds are allowed from the start.
     """
 
-    def __init__(self, concurrency: int, prefetch: int) -> None:
-        self.concurrency, self.prefetch = concurrency, prefetch
+    def __init__(self, concurrency: int, prefetch: int, holding: bool = True) -> None:
+        self.concurrency, self.limit = concurrency, prefetch
+        self.prefetch = prefetch if holding else 0  # holds allowed now
         self.occupied = 0  # runs holding a slot
         self.placed = 0  # runs holding a place
         self.claiming = 0  # places promised to claims in flight
@@ -65,6 +68,15 @@ class SlotLedger:
     def free(self) -> int:
         """Places neither taken by a run or a held task nor promised to a claim."""
         return self.concurrency + self.prefetch - self.placed - len(self.held) - self.claiming
+
+    def allow_holds(self, on: bool) -> None:
+        """Allow holds (up to the configured number) or none; tasks held already stay held
+        and start as slots free, but no claim asks for more while they exceed what is
+        allowed."""
+        allowed = self.limit if on else 0
+        if allowed > self.prefetch:
+            self.freed.set()  # a waiting fetcher may claim for the new places
+        self.prefetch = allowed
 
     def slot_open(self) -> bool:
         return self.occupied < self.concurrency

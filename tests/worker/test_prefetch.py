@@ -92,7 +92,11 @@ def test_prefetch_must_be_a_non_negative_int() -> None:
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="prefetch"):
             ProcessorSettings(prefetch=bad)  # type: ignore[arg-type]
-    assert ProcessorSettings().prefetch == 0
+    for bad in (0, -0.5, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="prefetch_below_s"):
+            ProcessorSettings(prefetch_below_s=bad)  # type: ignore[arg-type]
+    defaults = ProcessorSettings()
+    assert defaults.prefetch == 0 and defaults.prefetch_below_s == 0.25
 
 
 async def test_held_tasks_start_as_slots_free_never_beyond_max_workers(
@@ -100,7 +104,8 @@ async def test_held_tasks_start_as_slots_free_never_beyond_max_workers(
     client = await make_processor(max_workers=0)
     ids = [await client.submit_task(**CHAT) for _ in range(8)]
     backend = Turnstile()
-    worker = await make_processor(max_workers=2, backend=backend, prefetch=3)
+    worker = await make_processor(max_workers=2, backend=backend, prefetch=3,
+                                  prefetch_below_s=None)
     await wait_until(lambda: len(backend.started) == 2, backend.changed)
     # Two running and three held, all five leased; three still ready in Redis.
     assert held_ids(worker) == ids[2:5]
@@ -115,6 +120,47 @@ async def test_held_tasks_start_as_slots_free_never_beyond_max_workers(
     assert backend.in_flight.peak == 2
 
 
+async def test_a_pool_holds_once_its_attempts_prove_short(
+        make_processor: MakeProcessor) -> None:
+    # With `prefetch_below_s` as it comes, nothing is held before an attempt has ended; a
+    # short one opens the holds (up to `prefetch`; here the four tasks left).
+    client = await make_processor(max_workers=0)
+    ids = await client.submit_many([CHAT] * 6)
+    backend = Turnstile()
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=10)
+    await wait_until(lambda: len(backend.started) == 1, backend.changed)
+    assert held_ids(worker) == []
+    assert (await client.get_stats())["current_queue_size"] == 5
+    backend.finish(ids[0])  # ends within milliseconds: well under prefetch_below_s
+    await wait_until(lambda: len(backend.started) == 2 and len(held_ids(worker)) == 4,
+                     backend.changed, timeout=10)
+    assert backend.started == ids[:2] and held_ids(worker) == ids[2:]
+    for task_id in ids:
+        backend.finish(task_id)
+    for task_id in ids:
+        assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+    assert backend.started == ids and backend.in_flight.peak == 1
+
+
+async def test_holds_follow_the_moving_average_of_attempt_times(
+        make_processor: MakeProcessor) -> None:
+    worker = await make_processor(max_workers=1, backend=Turnstile(), prefetch=3,
+                                  prefetch_below_s=1.0)
+    pool = worker.pool
+    assert pool is not None and pool.slots.prefetch == 0  # none before the first attempt
+    pool._attempt_took(0.2)
+    assert pool.slots.prefetch == 3
+    pool._attempt_took(5.0)  # one long attempt: 0.2 + 0.2 * 4.8 = 1.16 >= 1.0
+    assert pool.slots.prefetch == 0
+    pool._attempt_took(5.0)  # 1.928
+    opened = []
+    for _ in range(4):  # 1.58, 1.31, 1.08, then 0.91: the fourth short one opens them
+        pool._attempt_took(0.2)
+        opened.append(pool.slots.prefetch)
+    assert opened == [0, 0, 0, 3]
+    assert pool._mean_attempt_s == pytest.approx(0.2 + 1.728 * 0.8 ** 4)
+
+
 async def test_outcomes_waiting_to_be_recorded_keep_their_places(
         make_processor: MakeProcessor) -> None:
     # A run frees its slot when its attempt ends but keeps its place until its outcome is
@@ -127,7 +173,8 @@ async def test_outcomes_waiting_to_be_recorded_keep_their_places(
         ended.set()
         return {"response": "ok"}
 
-    worker = await make_processor(max_workers=2, backend=FunctionBackend(instant), prefetch=1)
+    worker = await make_processor(max_workers=2, backend=FunctionBackend(instant), prefetch=1,
+                                  prefetch_below_s=None)
     assert worker.pool is not None
     stall = StalledRecording(worker, arrived=ended)
     client = await make_processor(max_workers=0)
@@ -148,7 +195,7 @@ async def test_a_held_task_starts_before_the_previous_outcome_is_recorded(
     client = await make_processor(max_workers=0)
     first, second = [await client.submit_task(**CHAT) for _ in range(2)]
     backend = Turnstile()
-    worker = await make_processor(max_workers=1, backend=backend, prefetch=1)
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=1, prefetch_below_s=None)
     stall = StalledRecording(worker)
     await wait_until(lambda: backend.started == [first], backend.changed)
     backend.finish(first)
@@ -184,7 +231,7 @@ async def test_a_task_scored_ahead_and_claimed_later_goes_ahead_of_held_ones(
         late = {**CHAT, "user_id": 99, "priority": TaskPriority.LOW}
     a, b, c = [await client.submit_task(**CHAT) for _ in range(3)]
     backend = Turnstile()
-    worker = await make_processor(max_workers=1, backend=backend, prefetch=2)
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=2, prefetch_below_s=None)
     launched = watch_launches(worker)
     await wait_until(lambda: backend.started == [a], backend.changed)
     assert held_ids(worker) == [b, c]
@@ -204,7 +251,8 @@ async def test_held_tasks_are_renewed_cancelled_and_handed_back_on_stop(
     client = await make_processor(max_workers=0)
     a, b, c = [await client.submit_task(**CHAT) for _ in range(3)]
     backend = Turnstile()
-    worker = await make_processor(max_workers=1, backend=backend, prefetch=2, lease_s=1.0)
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=2,
+                                  prefetch_below_s=None, lease_s=1.0)
     assert worker.queue is not None
     renewed, original = asyncio.Event(), worker.queue.renew
     renewals: list[set[str]] = []
@@ -259,7 +307,8 @@ async def test_a_held_task_whose_lease_was_lost_is_dropped_not_run(
     client = await make_processor(max_workers=0)
     r, h = [await client.submit_task(**CHAT) for _ in range(2)]
     first = Turnstile()
-    worker = await make_processor(max_workers=1, backend=first, prefetch=1, lease_s=1.0)
+    worker = await make_processor(max_workers=1, backend=first, prefetch=1,
+                                  prefetch_below_s=None, lease_s=1.0)
     assert worker.queue is not None
     include, renewed, original = asyncio.Event(), asyncio.Event(), worker.queue.renew
     lost_seen: list[str] = []
@@ -310,6 +359,7 @@ async def test_retries_with_prefetch_all_end_once_within_the_limits(
     client = await make_processor(max_workers=0)
     ids = await client.submit_many([CHAT] * 30)
     await make_processor(max_workers=3, backend=FunctionBackend(flaky), prefetch=2,
+                         prefetch_below_s=None,
                          retry=RetryPolicy(base_s=0.0, jitter="none"))
     await wait_until(lambda: len(done) == 30, ended, timeout=30)
     for task_id in ids:
@@ -327,7 +377,7 @@ async def test_a_worker_holding_tasks_leaves_the_wake_up_to_an_idle_one(
     client = await make_processor(max_workers=0)
     a, b = [await client.submit_task(**CHAT) for _ in range(2)]
     busy = Turnstile()
-    holder = await make_processor(max_workers=1, backend=busy, prefetch=2,
+    holder = await make_processor(max_workers=1, backend=busy, prefetch=2, prefetch_below_s=None,
                                   max_idle_wait_s=60.0)
     assert holder.queue is not None and holder.pool is not None
     pool, wait_for_work = holder.pool, holder.queue.wait_for_work
@@ -360,7 +410,8 @@ async def test_a_held_task_claimed_again_by_its_own_worker_runs_once(
     client = await make_processor(max_workers=0)
     r, h1, h2 = [await client.submit_task(**CHAT) for _ in range(3)]
     backend = Turnstile()
-    worker = await make_processor(max_workers=1, backend=backend, prefetch=2, lease_s=1.0)
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=2,
+                                  prefetch_below_s=None, lease_s=1.0)
     assert worker.queue is not None and worker.pool is not None
     pool, renewed, original = worker.pool, asyncio.Event(), worker.queue.renew
     first: list[tuple[str, str]] = []  # h2's first lease: (id, token)
@@ -398,7 +449,7 @@ async def test_a_claim_that_returns_during_stop_is_handed_back_unrun(
     client = await make_processor(max_workers=0)
     ids = [await client.submit_task(**CHAT) for _ in range(2)]
     backend = Turnstile()
-    worker = await make_processor(max_workers=2, backend=backend)
+    worker = await make_processor(max_workers=2, backend=backend, prefetch=0)
     assert worker.queue is not None
     entered, go, claim = asyncio.Event(), asyncio.Event(), worker.queue.claim
 
@@ -447,7 +498,7 @@ async def test_a_held_task_waits_for_a_task_the_latest_claim_saw_ready_ahead_of_
     client = await make_processor(max_workers=0)
     a1, a2, b, c = [await client.submit_task(**CHAT) for _ in range(4)]
     backend = Turnstile()
-    worker = await make_processor(max_workers=2, backend=backend, prefetch=2)
+    worker = await make_processor(max_workers=2, backend=backend, prefetch=2, prefetch_below_s=None)
     assert worker.pool is not None
     pool = worker.pool
     launched, released = watch_launches(worker), watch_releases(worker)
@@ -485,7 +536,7 @@ async def test_a_slot_kept_for_a_ready_task_is_filled_when_no_outcome_claims_it(
     client = await make_processor(max_workers=0)
     a1, a2, b, c = [await client.submit_task(**CHAT) for _ in range(4)]
     backend = Turnstile()
-    worker = await make_processor(max_workers=2, backend=backend, prefetch=2)
+    worker = await make_processor(max_workers=2, backend=backend, prefetch=2, prefetch_below_s=None)
     launched = watch_launches(worker)
     await wait_until(lambda: backend.started == [a1, a2], backend.changed)
     urgent = {**CHAT, "priority": TaskPriority.URGENT}
@@ -515,7 +566,7 @@ async def test_held_tasks_stay_leased_and_go_back_to_their_place_unrun(
     redis, keys = client.queue.redis, client.queue.keys
     before = {t: await redis.zscore(keys.ready, t) for t in (a, b, c)}
     backend = Turnstile()
-    worker = await make_processor(max_workers=1, backend=backend, prefetch=2)
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=2, prefetch_below_s=None)
     assert worker.pool is not None
     await wait_until(lambda: backend.started == [a], backend.changed)
     assert held_ids(worker) == [b, c]
