@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from benchmarks.adapters import ADAPTERS, QueueAdapter, load_adapter
 from benchmarks.cpu import CpuWatch
 from benchmarks.redis_tools import delete_matching
-from benchmarks.settings import CRASH_WAIT_SECONDS, REPO_ROOT, Sizes
+from benchmarks.settings import CRASH_WAIT_SECONDS, REPO_ROOT, Sizes, use_run_loop
 from benchmarks.workloads import WORKLOADS, RunContext
 
 RESULT_PREFIX = "BENCH-RESULT "
@@ -237,7 +237,9 @@ async def drive(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    report = asyncio.run(drive(parse_args(argv)))
+    args = parse_args(argv)
+    use_run_loop()
+    report = asyncio.run(drive(args))
     print(RESULT_PREFIX + json.dumps(report, ensure_ascii=False), flush=True)
 
 

@@ -24,13 +24,17 @@ MARKER = "bench-requirements.txt"
 #: the HTTP client of the goodput workload's peer workers (`benchmarks/workers/goodput_*`):
 #: the version our own OpenAI backend runs on
 HTTPX = "httpx==0.29.0"
+#: the event loop every asyncio process of a run may use (`benchmarks.settings.LOOP_ENV`)
+UVLOOP = "uvloop==0.23.0"
 #: pinned peer versions; redis-py resolves to the newest each one allows
 REQUIREMENTS = {
-    "arq": ["arq==0.28.0", "hiredis>=3.0", "packaging", HTTPX],
-    "saq": ["saq[redis,hiredis]==0.26.4", "typing_extensions", "packaging", HTTPX],
-    "taskiq": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis>=3.0", "packaging", HTTPX],
-    "taskiq-list": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis>=3.0", "packaging"],
-    "dramatiq": ["dramatiq[redis]==2.2.1", "hiredis>=3.0", "packaging"],
+    "arq": ["arq==0.28.0", "hiredis>=3.0", "packaging", HTTPX, UVLOOP],
+    "saq": ["saq[redis,hiredis]==0.26.4", "typing_extensions", "packaging", HTTPX, UVLOOP],
+    "taskiq": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis>=3.0", "packaging", HTTPX,
+               UVLOOP],
+    "taskiq-list": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis>=3.0", "packaging",
+                    UVLOOP],
+    "dramatiq": ["dramatiq[redis]==2.2.1", "hiredis>=3.0", "packaging", UVLOOP],
 }
 
 

@@ -26,7 +26,10 @@ command inside them (`INFO commandstats`, server-wide: other clients of the same
 add to both). A script that prints figures, not a test. Run from the repository root:
 
     .venv/bin/python benchmarks/io_anatomy.py [--redis-url URL] [--prefetch N] [--repeat R]
-        [--stages]
+        [--stages] [--loop auto|asyncio|uvloop]
+
+`--loop` is the worker command's (`chatroom_async.eventloop`): auto takes uvloop when it is
+installed. `--prefetch N` holds up to N tasks whatever they take (`prefetch_below_s=None`).
 
 It writes only keys under its own namespace (`anatomy-<hex>`) and deletes them at the end.
 """
@@ -48,7 +51,7 @@ if __package__ in (None, ""):  # `python benchmarks/io_anatomy.py`
 import redis.asyncio as aioredis
 
 from benchmarks.settings import DEFAULT_REDIS_URL, REQUEST_DATA, REQUEST_TYPE, USER_ID
-from chatroom_async import AsyncAIProcessor, ProcessorSettings
+from chatroom_async import AsyncAIProcessor, ProcessorSettings, eventloop
 from chatroom_async.backend import FunctionBackend
 from chatroom_async.store.keys import Keys
 from chatroom_async.store.queue import TaskQueue
@@ -117,7 +120,8 @@ async def measure(url: str, tasks: int, sleep_s: float, slots: int,
     client = AsyncAIProcessor(redis_url=url, namespace=namespace, max_workers=0)
     worker = AsyncAIProcessor(redis_url=url, namespace=namespace, max_workers=slots,
                               backend=FunctionBackend(body),
-                              settings=ProcessorSettings(prefetch=prefetch))
+                              settings=ProcessorSettings(prefetch=prefetch,
+                                                         prefetch_below_s=None))
     try:
         await client.start()
         request = {"user_id": USER_ID, "request_type": REQUEST_TYPE,
@@ -160,6 +164,10 @@ async def measure(url: str, tasks: int, sleep_s: float, slots: int,
     return figures
 
 
+async def _loop_name() -> str:
+    return eventloop.loop_name()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
@@ -170,11 +178,15 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--stages", action="store_true",
                         help="also time the stages of the gap (a little slower)")
+    parser.add_argument("--loop", choices=eventloop.LOOPS, default="auto",
+                        help="the worker command's --loop (default auto: uvloop if installed)")
     args = parser.parse_args()
-    runs = [asyncio.run(measure(args.redis_url, args.tasks, args.sleep, args.slots,
-                                args.prefetch, args.stages)) for _ in range(args.repeat)]
+    loop = eventloop.run(_loop_name(), args.loop)
+    runs = [eventloop.run(measure(args.redis_url, args.tasks, args.sleep, args.slots,
+                                  args.prefetch, args.stages), args.loop)
+            for _ in range(args.repeat)]
     print(f"{args.tasks} tasks of {args.sleep:g} s, {args.slots} in flight, "
-          f"prefetch={args.prefetch}; {args.repeat} runs (min / median / max):")
+          f"prefetch={args.prefetch}, {loop}; {args.repeat} runs (min / median / max):")
     for name in runs[0]:
         values = sorted(run[name] for run in runs if name in run)
         print(f"  {name:26s} {values[0]:8.2f} {statistics.median(values):8.2f} "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,8 @@ from benchmarks.settings import (
     DEFAULT_REDIS_URL,
     HOLD_IN_FLIGHT,
     IN_FLIGHT,
+    LOOP_ENV,
+    LOOPS,
     Sizes,
     new_run_id,
 )
@@ -95,6 +98,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="crash workload: how long after the kill a task may take to complete before "
         "it counts as lost (default %(default)s)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=os.environ.get(LOOP_ENV, LOOPS[0]),
+        help="the event loop of every asyncio process of the run, every queue's (default "
+        f"%(default)s; env {LOOP_ENV})",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--plot", type=Path, help="also draw a PNG bar chart here")
     parser.add_argument(
@@ -114,6 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--repeat must be at least 1")
     if args.crash_wait <= 0:
         parser.error("--crash-wait must be positive")
+    os.environ[LOOP_ENV] = args.loop  # the drivers and workers it spawns inherit it
     return args
 
 
@@ -233,6 +244,7 @@ def describe(args: argparse.Namespace, run_id: str, reports: dict) -> dict:
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
         "redis_url": args.redis_url,
+        "loop": args.loop,
         "machine": machine_info(info),
         "sizes": {
             **vars(Sizes.scaled(args.tasks, crash_wait_s=args.crash_wait)),

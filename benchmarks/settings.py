@@ -17,6 +17,13 @@ OUR_VARIANTS = ("ours", "ours-prefetch")
 # the anchor (the OpenAI cookbook's single-process throttle). Neither is a peer either.
 NOT_PEERS = (*OUR_VARIANTS, "ours-plain", "cookbook")
 PREFETCH = 25  # ProcessorSettings(prefetch=...) of the "ours-prefetch" column
+#: The event loop of every asyncio process of a `benchmarks.run` (its drivers, and the
+#: workers of every queue; Dramatiq's asyncio middleware runs one too): its `--loop`, handed
+#: down in this environment variable. uvloop by default: our worker command takes it when it
+#: is installed and so does Taskiq's; arq and SAQ run on it after one line, so every queue
+#: gets it (every peer's environment installs it, `benchmarks.envs`).
+LOOP_ENV = "BENCH_LOOP"
+LOOPS = ("uvloop", "asyncio")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The small chat request every queue carries (the same three fields as our submit_task).
@@ -81,3 +88,18 @@ def new_run_id() -> str:
     """A name no other run (or person) on the server uses: bench-<time>-<random>."""
     stamp = time.strftime("%Y%m%d%H%M%S")
     return f"bench-{stamp}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def use_run_loop() -> str:
+    """Make the event loop this run asked for (`LOOP_ENV`) the one this process's
+    `asyncio.run` and `new_event_loop` create; returns its name."""
+    loop = os.environ.get(LOOP_ENV, LOOPS[0])
+    if loop not in LOOPS:
+        raise SystemExit(f"{LOOP_ENV}={loop!r}: use one of {', '.join(LOOPS)}")
+    if loop == "uvloop":
+        import asyncio
+
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return loop

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,8 @@ from benchmarks.settings import (
     ALL_QUEUES,
     CRASH_WAIT_SECONDS,
     DEFAULT_REDIS_URL,
+    LOOP_ENV,
+    LOOPS,
     NOT_PEERS,
     OUR_VARIANTS,
     REPO_ROOT,
@@ -67,9 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="smoke sizes: 1,000 tasks, one repeat, a 60 s crash cap, "
                         "20 s of goodput arrivals")
+    parser.add_argument("--loop", choices=LOOPS, default=os.environ.get(LOOP_ENV, LOOPS[0]),
+                        help="event loop of benchmarks.run's processes (default %(default)s)")
     parser.add_argument("--json", type=Path, help="write every figure and each step's output")
     parser.add_argument("--plot", type=Path, help="draw a PNG, one panel per row")
     args = parser.parse_args(argv)
+    os.environ[LOOP_ENV] = args.loop  # benchmarks.run, run as a step, inherits it
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = [s for s in steps if s not in STEPS]
     if unknown or not steps:

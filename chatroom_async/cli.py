@@ -20,7 +20,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 
-from . import cli_errors
+from . import cli_errors, eventloop
 from .backend import AIBackend, AIRequest, FunctionBackend, InstantBackend
 from .errors import TaskNotFoundError
 from .processor import AsyncAIProcessor
@@ -103,6 +103,16 @@ def scheduler_spec(spec: str) -> Any:
     return scheduler
 
 
+def loop_choice(choice: str) -> str:
+    """Check --loop at parse time: a name in `eventloop.LOOPS`, and uvloop installed if
+    asked for by name."""
+    try:
+        eventloop.loop_factory(choice)
+    except (ValueError, eventloop.LoopUnavailableError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return choice
+
+
 def backend_spec(spec: str) -> str:
     """Check a --backend spec at parse time (the backend itself is built later; `openai`
     is checked then, with its options)."""
@@ -140,7 +150,7 @@ async def run_worker(args: argparse.Namespace) -> int:
 async def _serve(proc: AsyncAIProcessor, stop: asyncio.Event, args: argparse.Namespace) -> None:
     await proc.start()
     print(f"worker {proc.worker_id} running {args.concurrency} in flight on {args.redis_url} "
-          f"namespace={args.namespace}", flush=True)
+          f"namespace={args.namespace} loop={eventloop.loop_name()}", flush=True)
     await stop.wait()
     await proc.stop()
 
@@ -218,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--drain", type=cli_errors.positive_float, default=10.0,
                    help="seconds running tasks may finish on stop before they are handed back")
     w.add_argument("--seed", type=int, default=0, help="seed of the simulated backend")
+    w.add_argument("--loop", type=loop_choice, default="auto",
+                   help="event loop: auto (uvloop when installed, the `fast` extra) | asyncio "
+                        "| uvloop")
     add_worker_options(w)
     g = w.add_argument_group("the provider's limits, shared by every worker of the namespace "
                              "(docs/providers.md): each call waits its turn instead of a 429")
@@ -351,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "stats": lambda a: _with_client(a, lambda p: p.get_stats()),
     }
     try:
-        return asyncio.run(commands[args.command](args))
+        return eventloop.run(commands[args.command](args), getattr(args, "loop", "asyncio"))
     except KeyboardInterrupt:
         return cli_errors.fail("interrupted", cli_errors.INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - explain() re-raises what it does not know

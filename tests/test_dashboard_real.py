@@ -40,7 +40,8 @@ async def test_dashboard_watches_a_worker_process(real_namespace: str) -> None:
         stdout=asyncio.subprocess.PIPE)
     try:
         assert worker.stdout is not None
-        assert b"running 3 in flight" in await worker.stdout.readline()
+        line = await worker.stdout.readline()
+        assert b"running 3 in flight" in line and b"loop=uvloop" in line  # dev has uvloop
         async with AsyncAIProcessor(REAL_URL, max_workers=0, namespace=real_namespace) as c:
             dash = LiveDashboard(c, interval_s=0.05, limit=3, render="thread")
             first = await dash.tick()

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
-from benchmarks.settings import IN_FLIGHT, KINDS
+from benchmarks.settings import IN_FLIGHT, KINDS, use_run_loop
 
 
 def parse_args(description: str) -> argparse.Namespace:
@@ -29,6 +29,7 @@ def parse_args(description: str) -> argparse.Namespace:
     )
     args = parser.parse_args()
     args.options = parse_options(args.option)
+    use_run_loop()  # every worker module parses its arguments first
     return args
 
 
