@@ -402,6 +402,37 @@ async def test_a_worker_holding_tasks_leaves_the_wake_up_to_an_idle_one(
     assert not any(held_while_waiting)
 
 
+async def test_a_full_pool_holding_nothing_leaves_the_wake_up_to_an_idle_one(
+        make_processor: MakeProcessor) -> None:
+    # Holds allowed, the queue empty after its claim: its one slot is busy and it holds
+    # nothing. Waiting for work now, it would take the token of the next task and hold it
+    # while the idle worker slept on: it waits for its own slot instead.
+    client = await make_processor(max_workers=0)
+    a = await client.submit_task(**CHAT)
+    busy = Turnstile()
+    holder = await make_processor(max_workers=1, backend=busy, prefetch=2, prefetch_below_s=None,
+                                  max_idle_wait_s=60.0)
+    assert holder.queue is not None and holder.pool is not None
+    pool, wait_for_work = holder.pool, holder.queue.wait_for_work
+    busy_while_waiting: list[bool] = []
+
+    async def noting_wait(*args: Any, **kwargs: Any) -> None:
+        busy_while_waiting.append(not pool.slots.slot_open())
+        await wait_for_work(*args, **kwargs)
+
+    holder.queue.wait_for_work = noting_wait  # type: ignore[method-assign]  # before its 1st claim
+    await wait_until(lambda: busy.started == [a], busy.changed)
+    idle = Turnstile()
+    await make_processor(max_workers=1, backend=idle, max_idle_wait_s=60.0)
+    late = await client.submit_task(**CHAT)
+    await wait_until(lambda: idle.started == [late], idle.changed)
+    assert held_ids(holder) == [] and not any(busy_while_waiting)
+    for backend, task_id in ((busy, a), (idle, late)):
+        backend.finish(task_id)
+    for task_id in (a, late):
+        assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+
+
 async def test_a_held_task_claimed_again_by_its_own_worker_runs_once(
         make_processor: MakeProcessor) -> None:
     # h2's first lease is never renewed, so it lapses while h2 is held. When r's outcome is
