@@ -118,6 +118,42 @@ async def test_an_idle_worker_is_woken_by_the_submit_not_by_a_timer(
         await started.wait()
 
 
+async def test_an_idle_workers_claim_rides_behind_its_wait(
+        make_processor: MakeProcessor) -> None:
+    # With the system clock the claim leaves with the blocking wait and the server runs it
+    # when the submit's wake-up arrives: the task starts with no claim of its own after it.
+    worker = await make_processor(max_workers=2, max_idle_wait_s=60.0)
+    assert worker.queue is not None
+    queue = worker.queue
+    plain: list[dict[str, Any]] = []
+    behind: list[dict[str, Any]] = []
+    claim, wait_then_claim = queue.claim, queue.wait_then_claim
+
+    async def counted_claim(**kwargs: Any) -> Any:
+        plain.append(kwargs)
+        return await claim(**kwargs)
+
+    async def counted_wait_then_claim(**kwargs: Any) -> Any:
+        behind.append(kwargs)
+        waiting.set()
+        return await wait_then_claim(**kwargs)
+
+    waiting, started = asyncio.Event(), asyncio.Event()
+    queue.claim = counted_claim  # type: ignore[method-assign]
+    queue.wait_then_claim = counted_wait_then_claim  # type: ignore[method-assign]
+    worker.add_callback("task_started", lambda t: started.set())
+    client = await make_processor(max_workers=0)
+    async with asyncio.timeout(5):
+        await waiting.wait()  # its first claim found nothing: now it waits, idle
+    plain.clear()
+    await client.submit_task(**CHAT)
+    async with asyncio.timeout(5):
+        await started.wait()
+    # No claim of its own after the wait: the one behind the wait took the task. (Then,
+    # one slot busy, it waits again: until its lease is due for a sweep at the latest.)
+    assert plain == [] and behind[0]["max_count"] == 2 and behind[0]["block_s"] == 60.0
+
+
 async def test_validation_errors_queue_nothing(make_processor: MakeProcessor) -> None:
     proc = await make_processor(max_workers=0)
     with pytest.raises(ValidationError, match="request_type"):

@@ -13,6 +13,7 @@ command, and running a script twice could queue a task twice or take leases nobo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -137,6 +138,40 @@ class Lane:
         return await self._call(lambda: self._send(args, read_timeout=block_s + self.margin_s),
                                 _nothing)
 
+    async def blocking_then(self, blocking: Sequence[Any], script: AsyncScript,
+                            keys: Sequence[str], args: Sequence[Any], *,
+                            block_s: float) -> Any:
+        """Run a blocking command, then a script, in one round trip: both leave in one
+        write, and the server runs the script the moment the wait ends (a client's next
+        command waits behind its blocked one). Returns the script's result; None at once if
+        the lane cannot be used (nothing ran). The embedded server takes them one at a
+        time, with the same result.
+        """
+        async def on_lane() -> Any:
+            conn = await self._connection()
+            if getattr(conn, "send_fields", None) is not None:
+                await self._send(blocking, read_timeout=block_s + self.margin_s)
+                return await self._evalsha(script, keys, args)
+            command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+            self._sent = True
+            await self._write(conn, pack_command(*blocking) + pack_command(*command))
+            async with asyncio.timeout(block_s + self.margin_s):  # raises: the connection goes
+                try:
+                    await conn.read_response(timeout=math.inf)  # the wait's: dropped
+                except ResponseError:  # the script's reply follows: read it, stay in step
+                    with contextlib.suppress(ResponseError):
+                        await conn.read_response(timeout=math.inf)
+                    raise
+                try:
+                    return await conn.read_response(timeout=math.inf)
+                except NoScriptError:  # a restarted or flushed server: the wait is over
+                    pass
+            self._sent = False  # it ran nothing
+            await self._send(("SCRIPT", "LOAD", script.script), changes=False)
+            return await self._send(command)
+
+        return await self._call(on_lane, _nothing)
+
     async def _call(self, on_lane: Callable[[], Awaitable[Any]],
                     pooled: Callable[[], Awaitable[Any]]) -> Any:
         if self._busy:
@@ -177,35 +212,44 @@ class Lane:
                     *, changes: bool = True) -> Any:
         """Send one command and read its reply. `changes=False` for a command that is
         harmless to run twice (it may then go through the pool after a failure)."""
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        conn = await self._connection()
         send_fields = getattr(conn, "send_fields", None)
-        reader = getattr(conn, "_reader", None)
-        if conn.is_connected and isinstance(reader, asyncio.StreamReader) and reader.at_eof():
-            await conn.disconnect()  # closed by the server while idle: nothing was sent yet
-        if not conn.is_connected:
-            await conn.connect()
         if changes:
             self._sent = True
         if send_fields is not None:  # the embedded server takes the fields as they are
             await send_fields(command_fields(args))
-        elif isinstance(writer := getattr(conn, "_writer", None), asyncio.StreamWriter):
-            # What send_packed_command does, without the task that `asyncio.wait_for`
-            # creates around every send when the client has a socket timeout: the kernel
-            # takes a command this size at once, and only a full buffer is waited for.
-            writer.write(pack_command(*args))
-            if writer.transport.get_write_buffer_size():
-                async with asyncio.timeout(self.margin_s):
-                    await writer.drain()
         else:
-            await conn.send_packed_command(pack_command(*args), check_health=False)
+            await self._write(conn, pack_command(*args))
         if read_timeout is None:
             return await conn.read_response()
         async with asyncio.timeout(read_timeout):  # raises, so the connection goes
             if send_fields is not None:
                 return await conn.read_response()  # the embedded server has no timeout
             return await conn.read_response(timeout=math.inf)  # none but the one above
+
+    async def _connection(self) -> AbstractConnection:
+        """The lane's connection, opened (again) if needed."""
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        reader = getattr(conn, "_reader", None)
+        if conn.is_connected and isinstance(reader, asyncio.StreamReader) and reader.at_eof():
+            await conn.disconnect()  # closed by the server while idle: nothing was sent yet
+        if not conn.is_connected:
+            await conn.connect()
+        return conn
+
+    async def _write(self, conn: AbstractConnection, data: bytes) -> None:
+        if isinstance(writer := getattr(conn, "_writer", None), asyncio.StreamWriter):
+            # What send_packed_command does, without the task that `asyncio.wait_for`
+            # creates around every send when the client has a socket timeout: the kernel
+            # takes a command this size at once, and only a full buffer is waited for.
+            writer.write(data)
+            if writer.transport.get_write_buffer_size():
+                async with asyncio.timeout(self.margin_s):
+                    await writer.drain()
+        else:
+            await conn.send_packed_command(data, check_health=False)
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None

@@ -6,7 +6,7 @@ by EVALSHA. The same code runs on fakeredis (with lupa) and on a real Redis.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -89,6 +89,9 @@ class ClaimResult:
     next_due: float | None
     remaining: int = 0  # 1 if ready tasks are left after this claim, else 0
     head: tuple[float, str] | None = None
+    now: float | None = None  # the time the claim used (`wait_then_claim`: the server's)
+    # the server's clock when it ran the claim (not compared: two runs never agree on it)
+    server_time: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +203,24 @@ class TaskQueue:
                                                  extra_deliveries, sweep))
         return self._claim_result(reply, worker_id)
 
+    async def wait_then_claim(self, *, worker_id: str, block_s: float, offset: float,
+                              lease_s: float, max_count: int,
+                              extra_deliveries: int) -> ClaimResult | None:
+        """`wait_for_work`, then `claim`, in one round trip: the claim leaves behind the
+        blocking wait on the same connection and the server runs it the moment the wait
+        ends (a wake-up token, a control message or the timeout), on its own clock plus
+        `offset` (this process's clock minus the server's, from an earlier claim's
+        `server_time`), so the leases it grants are as long as `lease_s` however long the
+        wait was. None when the wait could not start (nothing ran)."""
+        block_s = max(0.001, round(block_s, 3))
+        # The claim's own time is the server's: ARGV 1 and 2 only give the lease's length.
+        args = self._claim_args(0.0, lease_s, max_count, worker_id, extra_deliveries, True)
+        reply = await self._lanes["wake"].blocking_then(
+            ("BLPOP", self.keys.wake, self.keys.control(worker_id), repr(block_s)),
+            self._scripts["claim"], self._claim_keys(), [*args, repr(offset)],
+            block_s=block_s)
+        return None if reply is None else self._claim_result(reply, worker_id)
+
     def _claim_keys(self) -> list[str]:
         k = self.keys
         return [k.ready, k.inflight, k.delayed, k.wake, k.depth, k.dead, k.stats, k.garbage]
@@ -211,7 +232,7 @@ class TaskQueue:
 
     @staticmethod
     def _claim_result(reply: list[Any], worker_id: str) -> ClaimResult:
-        claimed, dead, next_due, remaining, head_id, head_score = reply
+        claimed, dead, next_due, remaining, head_id, head_score, now, server = reply
         tasks = [
             Claimed(claimed[i], claimed[i + 1], claimed[i + 2], claimed[i + 3], claimed[i + 4],
                     int(claimed[i + 5]), f"{worker_id}:{claimed[i + 5]}", score(claimed[i + 6]),
@@ -219,7 +240,8 @@ class TaskQueue:
             for i in range(0, len(claimed), 9)
         ]
         return ClaimResult(tasks, list(dead), float(next_due) if next_due else None,
-                           int(remaining), (score(head_score), head_id) if head_id else None)
+                           int(remaining), (score(head_score), head_id) if head_id else None,
+                           float(now), float(server))
 
     async def finish(self, outcomes: list[Outcome], *, publish: bool = True,
                      started: list[Emit] | None = None) -> list[bool]:

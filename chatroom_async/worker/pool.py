@@ -2,7 +2,10 @@
 renewed, outcomes recorded in batches, a graceful drain on stop.
 
 One fetcher claims as many tasks as there are free slots in one script call and blocks on
-Redis when there is nothing to do (no polling). Each claimed task runs as its own asyncio
+Redis when there is nothing to do (no polling). With the system clock its next claim leaves
+with that blocking wait, on the same connection, and the server runs it the moment a
+wake-up ends the wait (on the server's clock, shifted to this process's, so its leases are
+as long as configured): a task submitted to an idle worker starts one round trip sooner. Each claimed task runs as its own asyncio
 task (the chapter's pool of coroutines; no thread pool, no second semaphore). Outcomes go
 to the pool's `Outbox` (`outbox.py`), which records what finished meanwhile, a few per
 script call, and, when the pool is full, claims new tasks for the freed slots in the same
@@ -49,7 +52,7 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
-from ..clock import Clock
+from ..clock import Clock, SystemClock
 from ..errors import CorruptTaskError
 from ..events import EventBus, EventType, envelope
 from ..metrics import LocalMetrics
@@ -109,6 +112,10 @@ class WorkerPool:
                                   worker_id=worker_id, slots=concurrency,
                                   held=self._held_leases, lost=self._lost_lease)
         self._fetcher: asyncio.Task[None] | None = None
+        # Set when the fetcher found nothing to do: its next claim waits for work first, for
+        # at most this long. And this clock minus the server's, from the latest claim.
+        self._idle_wait: float | None = None
+        self._clock_offset: float | None = None
         # Sends outcomes as they come; stopped only while it waits for some (`PatientLoop`).
         self._flusher = PatientLoop(self.outbox.wait, self._flush, "chatroom_async.flush")
         self._side_tasks: set[asyncio.Future[Any]] = set()
@@ -128,6 +135,7 @@ class WorkerPool:
             # task ready ahead of them: the fetcher claims it if a place is free (the
             # outcome's own claim may come too; places bound what both take).
             if free <= 0 or not self.slots.slot_open():
+                self._idle_wait = None  # once a slot frees, claim at once
                 self.slots.freed.clear()
                 self._full = True  # the outbox claims for the places it frees
                 try:
@@ -142,11 +150,17 @@ class WorkerPool:
                 await self.clock.sleep(1.0)
 
     async def _fetch_once(self, free: int) -> None:
+        wait, self._idle_wait = self._idle_wait, None
         now = self.clock.now()
         with self.slots.claim(free):
-            result = await self.queue.claim(now=now, lease_s=self.settings.lease_s,
-                                            max_count=free, worker_id=self.worker_id,
-                                            extra_deliveries=self.settings.extra_deliveries)
+            if wait is None:
+                result = await self.queue.claim(now=now, lease_s=self.settings.lease_s,
+                                                max_count=free, worker_id=self.worker_id,
+                                                extra_deliveries=self.settings.extra_deliveries)
+                self._note_clock(now, result)
+            else:
+                result = await self._claim_after_wait(wait, free)
+                now = self.clock.now()
         self.outbox.swept(now, result.next_due)
         self._note_head(result, now)
         self._launch(result.claimed, now)  # before any await: the slots stay accounted for
@@ -163,10 +177,41 @@ class WorkerPool:
         if result.next_due is not None:
             wait = min(wait, max(0.0, result.next_due - now) + 0.001)
         if not self._stopping:
-            try:
+            self._idle_wait = wait  # the next claim waits for work first
+
+    async def _claim_after_wait(self, wait: float, free: int) -> ClaimResult:
+        """Wait for work (a wake-up token, a control message or `wait` seconds), then
+        claim. With the system clock both go in one round trip (`wait_then_claim`): the
+        claim runs in the server the moment the wait ends, so a task submitted to an idle
+        worker starts one round trip sooner."""
+        if self._stopping:
+            return ClaimResult([], [], None)
+        try:
+            if self._clock_offset is not None:
+                woke = await self.queue.wait_then_claim(
+                    worker_id=self.worker_id, block_s=wait, offset=self._clock_offset,
+                    lease_s=self.settings.lease_s, max_count=free,
+                    extra_deliveries=self.settings.extra_deliveries)
+                if woke is not None:
+                    return woke
+            else:
                 await self.queue.wait_for_work(self.worker_id, wait)
-            except (RedisError, OSError) as exc:  # the next claim shows if Redis is gone
-                log.warning("worker %s: idle wait ended early: %r", self.worker_id, exc)
+        except (RedisError, OSError) as exc:  # the claim below shows if Redis is gone
+            log.warning("worker %s: idle wait ended early: %r", self.worker_id, exc)
+        if self._stopping:
+            return ClaimResult([], [], None)
+        now = self.clock.now()
+        result = await self.queue.claim(now=now, lease_s=self.settings.lease_s, max_count=free,
+                                        worker_id=self.worker_id,
+                                        extra_deliveries=self.settings.extra_deliveries)
+        self._note_clock(now, result)
+        return result
+
+    def _note_clock(self, sent: float, result: ClaimResult) -> None:
+        """Estimate this clock minus the server's from a claim sent at `sent` (the system
+        clock only: a virtual clock has no relation to the server's)."""
+        if result.server_time is not None and isinstance(self.clock, SystemClock):
+            self._clock_offset = (sent + self.clock.now()) / 2 - result.server_time
 
     def _note_head(self, result: ClaimResult, now: float) -> None:
         """Keep the ready set's head as the latest claim (made at `now`) left it."""

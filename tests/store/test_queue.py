@@ -4,6 +4,7 @@ so lease expiry is tested without waiting."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -239,3 +240,28 @@ async def test_an_idle_wait_outlasts_the_clients_socket_timeout(
     finally:
         await queue.purge()
         await queue.close()
+
+
+async def test_a_claim_behind_a_wait_runs_when_the_wait_ends_on_the_servers_clock(
+        queue: TaskQueue) -> None:
+    # The claim is sent behind the blocking wait, so the time it was sent at means nothing:
+    # it runs on the server's clock plus the offset it is given, and its lease is as long
+    # as asked from then (an offset of -1000 s makes the claim's time easy to tell apart).
+    pending = asyncio.create_task(queue.wait_then_claim(
+        worker_id="w1", block_s=10.0, offset=-1000.0, lease_s=30.0, max_count=2,
+        extra_deliveries=2))
+    await add(queue, "a")  # its wake-up token ends the wait; the claim then finds it
+    got = await asyncio.wait_for(pending, 10)
+    assert got is not None and [c.task_id for c in got.claimed] == ["a"]
+    assert got.server_time is not None and abs(got.server_time - time.time()) < 5
+    assert got.now == pytest.approx(got.server_time - 1000.0, abs=1e-3)
+    deadline = await queue.redis.zscore(queue.keys.inflight, "a")
+    assert deadline == pytest.approx(got.now + 30.0, abs=1e-3)
+    started = await queue.redis.hget(queue.keys.task("a"), "started_at")
+    assert float(started) == pytest.approx(got.now, abs=1e-3)
+    # A plain claim reports the time it was given, and the server's.
+    await add(queue, "b")
+    plain = await queue.claim(now=50.0, lease_s=10, max_count=1, worker_id="w2",
+                              extra_deliveries=2)
+    assert plain.now == 50.0 and plain.server_time is not None
+    assert await queue.redis.zscore(queue.keys.inflight, "b") == 60.0

@@ -6,15 +6,28 @@
 --       6 extra deliveries allowed beyond max_retries + 1, 7 result ttl, 8 dead-letter cap,
 --       9 sweep: '1' to promote due retries and reclaim expired leases first, '0' to skip
 --         that (a busy worker sweeps only when something is due, or now and then)
--- Returns {claimed, dead, next_due, remaining, head_id, head_score}: claimed is a flat list
--- of (id, spec, priority, max_retries, retry_count, deliveries, score in the ready set,
--- rate_limited, handed_back); dead lists task ids that exceeded their delivery limit or
+--       10 (optional, '' = none): the caller's clock minus the server's, in seconds. Given,
+--         the call was sent behind a blocking wait on the same connection and runs when the
+--         wait ends (worker/pool.py): the time is the server's (TIME) shifted by it, not
+--         ARGV 1, and the lease keeps its length (ARGV 2 - ARGV 1)
+-- Returns {claimed, dead, next_due, remaining, head_id, head_score, now, server}: claimed
+-- is a flat list of (id, spec, priority, max_retries, retry_count, deliveries, score in
+-- the ready set, rate_limited, handed_back); dead lists task ids that exceeded their delivery limit or
 -- whose record is corrupt (both go to the dead-letter list); next_due is the earliest retry
 -- or lease deadline ('' when none, or when not swept); remaining is 1 when ready tasks are
 -- left, else 0; head_id and head_score name the first of them ('' when none): a worker
--- holding tasks starts none ordered after it (worker/pool.py).
+-- holding tasks starts none ordered after it (worker/pool.py); now is the time the claim
+-- used (ARGV 1, or the shifted server time) and server the server's own, in seconds.
 local unpack = unpack or table.unpack
 local now, prefix = tonumber(ARGV[1]), ARGV[5]
+local clock = redis.call('TIME')
+local server = clock[1] .. '.' .. string.format('%06d', tonumber(clock[2]))
+local now_s, deadline_s = ARGV[1], ARGV[2]
+if ARGV[10] and ARGV[10] ~= '' then
+  local fresh = tonumber(server) + tonumber(ARGV[10])
+  deadline_s = string.format('%.17g', fresh + (tonumber(ARGV[2]) - now))
+  now, now_s = fresh, string.format('%.17g', fresh)
+end
 local extra, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local depth = {}
 local function bump(priority, n) depth[priority] = (depth[priority] or 0) + n end
@@ -35,7 +48,7 @@ local function set_aside(id, reason, is_hash)
   redis.call('RPUSH', KEYS[8], cjson.encode({task_id = id, reason = reason}))
   if is_hash then
     local key = prefix .. id
-    redis.call('HSET', key, 'status', 'failed', 'completed_at', ARGV[1], 'lease', '', 'error',
+    redis.call('HSET', key, 'status', 'failed', 'completed_at', now_s, 'lease', '', 'error',
       cjson.encode({error_type = 'CorruptTaskError', error_message = reason}))
     redis.call('EXPIRE', key, ttl)
     redis.call('RPUSH', KEYS[6], id)  -- every failed task is a dead letter
@@ -124,7 +137,7 @@ local function claim(id)
   -- Attempts a provider's rate limit ended are retried on a budget of their own; graceful
   -- hand-backs (release.lua) are claims too, but not held against the limit.
   if deliveries - back > max_retries + 1 + extra + limited then
-    redis.call('HSET', key, 'status', 'failed', 'completed_at', ARGV[1], 'lease', '',
+    redis.call('HSET', key, 'status', 'failed', 'completed_at', now_s, 'lease', '',
       'error', '{"error_type":"DeliveryLimitExceeded","error_message":"delivered ' ..
       deliveries .. ' times; its workers kept dying or losing their lease"}')
     redis.call('EXPIRE', key, ttl)
@@ -134,9 +147,9 @@ local function claim(id)
     dead[#dead + 1] = id
     return
   end
-  redis.call('HSET', key, 'status', 'processing', 'started_at', ARGV[1],
+  redis.call('HSET', key, 'status', 'processing', 'started_at', now_s,
              'deliveries', deliveries, 'lease', ARGV[4] .. ':' .. deliveries)
-  leased[#leased + 1] = ARGV[2]; leased[#leased + 1] = id
+  leased[#leased + 1] = deadline_s; leased[#leased + 1] = id
   local n = #claimed
   claimed[n + 1] = id; claimed[n + 2] = f[1]; claimed[n + 3] = f[2]
   claimed[n + 4] = f[3]; claimed[n + 5] = f[4] or '0'; claimed[n + 6] = deliveries
@@ -178,6 +191,6 @@ end
 -- claimed just now end later than any existing head, so they never come first.
 local next_due = delayed_head
 if inflight_head and (not next_due or inflight_head < next_due) then next_due = inflight_head end
-if sweep and not next_due and #leased > 0 then next_due = tonumber(ARGV[2]) end
+if sweep and not next_due and #leased > 0 then next_due = tonumber(deadline_s) end
 return {claimed, dead, next_due and tostring(next_due) or '', more and 1 or 0,
-        more and range[2 * max + 1] or '', more and range[2 * max + 2] or ''}
+        more and range[2 * max + 1] or '', more and range[2 * max + 2] or '', now_s, server}
