@@ -5,11 +5,11 @@ One fetcher claims as many tasks as there are free slots in one script call and 
 Redis when there is nothing to do (no polling). With the system clock its next claim leaves
 with that blocking wait, on the same connection, and the server runs it the moment a
 wake-up ends the wait (on the server's clock, shifted to this process's, so its leases are
-as long as configured): a task submitted to an idle worker starts one round trip sooner. Each claimed task runs as its own asyncio
-task (the chapter's pool of coroutines; no thread pool, no second semaphore). Outcomes go
-to the pool's `Outbox` (`outbox.py`), which records what finished meanwhile, a few per
-script call, and, when the pool is full, claims new tasks for the freed slots in the same
-call.
+as long as configured): a task submitted to an idle worker starts one round trip sooner.
+Each claimed task runs as its own asyncio task (the chapter's pool of coroutines; no thread
+pool, no second semaphore). Outcomes go to the pool's `Outbox` (`outbox.py`), which records
+what finished meanwhile, a few per script call, and, when the pool is full, claims new tasks
+for the freed slots in the same call.
 
 Slots and places are counted by a `SlotLedger` (`slots.py`): the fetcher and the outbox
 both claim, and neither may claim for a place the other is filling. With `prefetch` N > 0
