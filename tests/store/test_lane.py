@@ -10,6 +10,7 @@ import fakeredis
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from chatroom_async.store.lane import Lane
 
@@ -160,3 +161,30 @@ async def test_an_idle_connection_the_server_closed_is_reopened_before_sending(
     finally:
         await lane.close()
         await real_redis.delete(key)
+
+
+async def test_a_script_behind_a_wait_runs_after_it_and_is_loaded_when_missing(
+        redis: Redis) -> None:
+    # A script never loaded (its source is new to the server): the first call behind the
+    # wait meets NOSCRIPT, loads it and runs it; the second runs it behind the wait.
+    base = f"lane-{uuid.uuid4().hex[:8]}"
+    script = redis.register_script(
+        f"-- {base}\nreturn {{redis.call('LLEN', KEYS[1]), ARGV[1]}}")
+    lane = Lane(redis)
+    try:
+        for attempt in ("first", "second"):
+            await redis.rpush(f"{base}:wake", "token", "left")
+            got = await lane.blocking_then(("BLPOP", f"{base}:wake", "5"), script,
+                                           [f"{base}:wake"], [attempt], block_s=5)
+            assert got == [1, attempt]  # it ran after the wait took the first token
+            await redis.delete(f"{base}:wake")
+        # The wait's error reply is raised, and the script's reply after it is read too:
+        # the connection stays in step for the next call.
+        await redis.set(f"{base}:wrong", "a string, not a list")
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await lane.blocking_then(("BLPOP", f"{base}:wrong", "5"), script,
+                                     [f"{base}:wake"], ["third"], block_s=5)
+        assert await lane.run(script, [f"{base}:wake"], ["fourth"]) == [0, "fourth"]
+    finally:
+        await lane.close()
+        await redis.delete(f"{base}:wake", f"{base}:wrong")
