@@ -166,12 +166,11 @@ class WorkerPool:
         self._launch(result.claimed, now)  # before any await: the slots stay accounted for
         for task_id in result.dead:
             await self._announce_dead(task_id)
-        if result.remaining or len(result.claimed) == free or self.slots.held \
-                or not self.slots.slot_open():
+        if result.remaining or len(result.claimed) == free or self.slots.held:
             # More may be ready (also when everything popped was dead): claim again as
-            # soon as a slot is free. A pool holding tasks, or with every slot busy, has no
-            # slot for a new task: it must not take the one wake-up token an idle worker
-            # elsewhere is waiting for.
+            # soon as a slot is free. A pool holding tasks has no slot for a new task: it
+            # must not take the one wake-up token an idle worker elsewhere is waiting for
+            # (nor must one with every slot busy: `_fetch_loop` drops its idle wait).
             return
         wait = self.settings.max_idle_wait_s
         if result.next_due is not None:

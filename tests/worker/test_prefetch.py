@@ -7,6 +7,7 @@ says so, so every step is driven by an event, never by time.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -66,6 +67,23 @@ def watch_launches(proc: AsyncAIProcessor) -> asyncio.Event:
 
     pool._launch = launch  # type: ignore[method-assign]
     return launched
+
+
+def note_idle_waits(proc: AsyncAIProcessor, state: Callable[[], Any]) -> list[Any]:
+    """`state()` at every idle wait the pool starts, through either way to wait for work
+    (`wait_for_work`, or `wait_then_claim`, which a pool on the system clock uses). Install
+    before the pool's first claim."""
+    assert proc.queue is not None
+    queue, noted = proc.queue, []
+    for name in ("wait_for_work", "wait_then_claim"):
+        original = getattr(queue, name)
+
+        async def noting(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            noted.append(state())
+            return await _original(*args, **kwargs)
+
+        setattr(queue, name, noting)
+    return noted
 
 
 class StalledRecording:
@@ -379,15 +397,9 @@ async def test_a_worker_holding_tasks_leaves_the_wake_up_to_an_idle_one(
     busy = Turnstile()
     holder = await make_processor(max_workers=1, backend=busy, prefetch=2, prefetch_below_s=None,
                                   max_idle_wait_s=60.0)
-    assert holder.queue is not None and holder.pool is not None
-    pool, wait_for_work = holder.pool, holder.queue.wait_for_work
-    held_while_waiting: list[int] = []
-
-    async def noting_wait(*args: Any, **kwargs: Any) -> None:
-        held_while_waiting.append(len(pool.slots.held))
-        await wait_for_work(*args, **kwargs)
-
-    holder.queue.wait_for_work = noting_wait  # type: ignore[method-assign]  # before its 1st claim
+    assert holder.pool is not None
+    pool = holder.pool
+    held_while_waiting = note_idle_waits(holder, lambda: len(pool.slots.held))
     await wait_until(lambda: busy.started == [a], busy.changed)
     assert held_ids(holder) == [b]
     assert held_while_waiting == []  # its claim came back short, yet it did not wait
@@ -412,15 +424,9 @@ async def test_a_full_pool_holding_nothing_leaves_the_wake_up_to_an_idle_one(
     busy = Turnstile()
     holder = await make_processor(max_workers=1, backend=busy, prefetch=2, prefetch_below_s=None,
                                   max_idle_wait_s=60.0)
-    assert holder.queue is not None and holder.pool is not None
-    pool, wait_for_work = holder.pool, holder.queue.wait_for_work
-    busy_while_waiting: list[bool] = []
-
-    async def noting_wait(*args: Any, **kwargs: Any) -> None:
-        busy_while_waiting.append(not pool.slots.slot_open())
-        await wait_for_work(*args, **kwargs)
-
-    holder.queue.wait_for_work = noting_wait  # type: ignore[method-assign]  # before its 1st claim
+    assert holder.pool is not None
+    pool = holder.pool
+    busy_while_waiting = note_idle_waits(holder, lambda: not pool.slots.slot_open())
     await wait_until(lambda: busy.started == [a], busy.changed)
     idle = Turnstile()
     await make_processor(max_workers=1, backend=idle, max_idle_wait_s=60.0)
