@@ -166,9 +166,7 @@ class Lane:
                     return await conn.read_response(timeout=math.inf)
                 except NoScriptError:  # a restarted or flushed server: the wait is over
                     pass
-            self._sent = False  # it ran nothing
-            await self._send(("SCRIPT", "LOAD", script.script), changes=False)
-            return await self._send(command)
+            return await self._load_and_send(script, command)
 
         return await self._call(on_lane, _nothing)
 
@@ -204,9 +202,13 @@ class Lane:
         try:
             return await self._send(command)
         except NoScriptError:  # a restarted or flushed server: load it and try once more
-            self._sent = False  # it ran nothing
-            await self._send(("SCRIPT", "LOAD", script.script), changes=False)
-            return await self._send(command)
+            return await self._load_and_send(script, command)
+
+    async def _load_and_send(self, script: AsyncScript, command: Sequence[object]) -> Any:
+        """After NOSCRIPT (the script ran nothing): load it, then send its EVALSHA again."""
+        self._sent = False
+        await self._send(("SCRIPT", "LOAD", script.script), changes=False)
+        return await self._send(command)
 
     async def _send(self, args: Sequence[object], read_timeout: float | None = None,
                     *, changes: bool = True) -> Any:
