@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing, asynccontextmanager, nullcontext
 from typing import Any
 
 import orjson
@@ -29,6 +29,9 @@ from ..task import AITask, TaskStatus
 from .chunks import ChunkCoalescer
 
 log = logging.getLogger("chatroom_async.worker.attempt")
+
+# A pool without shared provider limits takes its turn at once (no generator per attempt).
+_NO_LIMITER = nullcontext()
 
 
 class Attempt:
@@ -75,7 +78,8 @@ class Attempt:
             # outcome is drawn by (task, attempt), and a repeated number repeats the outcome.
             request = AIRequest(task.task_id, task.retry_count + rate_limited + 1,
                                 task.user_id, task.request_type, task.request_data)
-            async with self._provider_turn(request, token):  # its wait is not the AI's time
+            turn = _NO_LIMITER if self.limiter is None else self._provider_turn(request, token)
+            async with turn:  # its wait is not the AI's time
                 async with asyncio.timeout(task.timeout):
                     result = await self._call(task, request, token, ready)
             return self._completed(task, token, result, False)
@@ -94,9 +98,7 @@ class Attempt:
     @asynccontextmanager
     async def _provider_turn(self, request: AIRequest, token: str) -> AsyncIterator[None]:
         """Hold a turn at the provider (its shared limits) for the length of one call."""
-        if self.limiter is None:
-            yield
-            return
+        assert self.limiter is not None
         charge = getattr(self.backend, "tokens_charged", None)
         tokens = charge(request) if callable(charge) else self.limiter.limits.default_tokens
         call_id = f"{request.task_id}:{token}"

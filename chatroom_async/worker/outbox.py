@@ -71,17 +71,19 @@ class Outbox:
         self.queue, self.slots, self.settings, self.clock = queue, slots, settings, clock
         self.origin, self.worker_id = origin, worker_id
         self._outcomes: list[tuple[Outcome, asyncio.Future[bool]]] = []
-        # "started" events, to leave ahead of any outcome, and the futures told once they left
-        self._announce: list[tuple[Emit, asyncio.Future[None]]] = []
+        # "started" events (built when sent), to leave ahead of any outcome, and the futures
+        # told once they left
+        self._announce: list[tuple[Callable[[], Emit], asyncio.Future[None]]] = []
         self._ready = asyncio.Event()
         # When the calls' claims must next promote due retries and reclaim expired leases:
         # at the earliest known due time, and at least every `_sweep_every_s`.
         self._sweep_at = float("-inf")
         self._sweep_every_s = min(1.0, settings.lease_s / 4)
 
-    def announce(self, event: Emit) -> asyncio.Future[None]:
-        """Send a "started" event with the next call (or on its own when none comes); the
-        future returned is done once it was sent (or could not be)."""
+    def announce(self, event: Callable[[], Emit]) -> asyncio.Future[None]:
+        """Send a "started" event, built by `event()` when it leaves, with the next call (or
+        on its own when none comes); the future returned is done once it was sent (or could
+        not be)."""
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._announce.append((event, sent))
         self._ready.set()
@@ -126,7 +128,7 @@ class Outbox:
             claimed: ClaimResult | None = None
             now = self.clock.now()
             try:
-                recorded, claimed = await self._record(outcomes, now, [e for e, _ in started],
+                recorded, claimed = await self._record(outcomes, now, [e() for e, _ in started],
                                                        places(outcomes))
             except Exception as exc:  # the leases will expire and the tasks run again
                 log.error("worker %s: could not record %d outcomes: %r", self.worker_id,
@@ -145,7 +147,7 @@ class Outbox:
     async def _publish_announcements(self) -> None:
         started, self._announce = self._announce, []
         try:
-            await self.queue.emit([e for e, _ in started], lane="finish",
+            await self.queue.emit([e() for e, _ in started], lane="finish",
                                   publish=self.settings.publish_events)
         except Exception as exc:  # events are best effort; the records are the truth
             log.error("worker %s: could not send started events: %r", self.worker_id, exc)
@@ -173,7 +175,7 @@ class Outbox:
         return recorded, result
 
 
-def _tell(started: list[tuple[Emit, asyncio.Future[None]]]) -> None:
+def _tell(started: list[tuple[Callable[[], Emit], asyncio.Future[None]]]) -> None:
     """The runs waiting for their "started" event to leave may write progress now."""
     for _, sent in started:
         if not sent.done():

@@ -274,9 +274,14 @@ class WorkerPool:
             # on their own when there is none: other processes hear "started" before
             # anything later about the task, and the runs do not wait.
             # (Its progress waits for it, to stay behind it in the task's stream.)
-            run.announced = self.outbox.announce(Emit(
-                run.task.task_id, run.token, "event", run.task.deliveries, "",
-                self._envelope(EventType.TASK_STARTED, run.task)))
+            # The event is built when it is sent, after the run's first step.
+            run.announced = self.outbox.announce(functools.partial(self._started, run, now))
+
+    def _started(self, run: Run, now: float) -> Emit:
+        """The "started" event of a run that started at `now` (its task is not changed
+        after that)."""
+        return Emit(run.task.task_id, run.token, "event", run.task.deliveries, "",
+                    envelope(EventType.TASK_STARTED, run.task, origin=self.bus.origin, ts=now))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         handle = asyncio.ensure_future(coro)

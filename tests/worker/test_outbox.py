@@ -55,8 +55,8 @@ async def test_started_events_leave_ahead_of_the_outcomes_they_precede(
     listener = redis.pubsub()
     await listener.subscribe(queue.keys.events)
     try:
-        sent = outbox.announce(Emit("a", claimed.token, "event", 1, "",
-                                    '{"type":"task_started","n":1}'))
+        sent = outbox.announce(lambda: Emit("a", claimed.token, "event", 1, "",
+                                            '{"type":"task_started","n":1}'))
         # Tasks start in the order given: both outcomes wait when the flush begins.
         recorded, stale, _ = await asyncio.gather(
             outbox.submit(ended("a", claimed.token, '{"type":"task_completed","n":2}')),
