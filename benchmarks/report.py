@@ -73,6 +73,7 @@ METRICS = (
         ("latency_p50", "4. pickup latency p50", "ms", False, 1),
         ("latency_p95", "4. pickup latency p95", "ms", False, 1),
         ("latency_p99", "4. pickup latency p99", "ms", False, 1),
+        ("latency_samples", "4. pickup latency: tasks sampled", "tasks", True, 0, "", False),
     ),
     *_metrics(
         "memory",

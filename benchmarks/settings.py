@@ -44,6 +44,9 @@ IN_FLIGHT = 100  # per worker process, every throughput workload
 HOLD_IN_FLIGHT = 1000  # the process-memory workload and the io1000 workload
 CRASH_TASKS = 100  # tasks running when the crash workload kills the worker
 CRASH_WAIT_SECONDS = 330.0  # how long after the kill a task may take to complete (--crash-wait)
+# The pickup-latency workload stops sampling after this long: 1,000 samples take a second on
+# a queue that pushes, and arq, which polls every 0.5 s, gets about 120 in this time.
+LATENCY_BUDGET_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ class Sizes:
     tasks: int = 10_000
     io_tasks: int = 3_000
     io1000_tasks: int = 10_000
-    latency_samples: int = 200
+    latency_samples: int = 1_000
+    latency_budget_s: float = LATENCY_BUDGET_SECONDS
     batch_size: int = 100
     crash_wait_s: float = CRASH_WAIT_SECONDS
 
@@ -70,7 +74,7 @@ class Sizes:
             tasks=tasks,
             io_tasks=max(100, round(3_000 * factor)),
             io1000_tasks=max(2 * HOLD_IN_FLIGHT, round(10_000 * factor)),
-            latency_samples=max(20, min(200, round(200 * factor))),
+            latency_samples=max(100, min(1_000, round(1_000 * factor))),
             crash_wait_s=crash_wait_s,
         )
 

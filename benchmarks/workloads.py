@@ -8,6 +8,7 @@ Timing uses `time.time()` (the worker processes stamp with the same wall clock).
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
@@ -240,21 +241,27 @@ async def io1000_efficiency(ctx: RunContext, adapter_cls: type[QueueAdapter]) ->
 
 
 async def pickup_latency(ctx: RunContext, adapter_cls: type[QueueAdapter]) -> Figures:
-    """Submit-to-start on an idle worker, each submit after the previous task started."""
+    """Submit-to-start on an idle worker, each submit after the previous task started: the
+    sizes' number of samples, or as many as the sizes' time budget allows."""
     async with session(ctx, adapter_cls, "latency") as s:
         s.spawn("stamp")
         await s.wait_until(lambda p: p.ready >= 1, READY_TIMEOUT)
         await _latencies(s, LATENCY_WARMUP)
-        samples = await _latencies(s, ctx.sizes.latency_samples)
+        samples = await _latencies(s, ctx.sizes.latency_samples, ctx.sizes.latency_budget_s)
     cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return {"latency_p50": cuts[49], "latency_p95": cuts[94], "latency_p99": cuts[98]}
+    return {"latency_p50": cuts[49], "latency_p95": cuts[94], "latency_p99": cuts[98],
+            "latency_samples": float(len(samples))}
 
 
-async def _latencies(s: Session, count: int) -> list[float]:
-    """`count` submit-to-start times in milliseconds, one task at a time."""
+async def _latencies(s: Session, count: int, budget_s: float = math.inf) -> list[float]:
+    """Up to `count` submit-to-start times in milliseconds, one task at a time, taken
+    within `budget_s` seconds (at least two)."""
     stamps = f"{s.probe_key}:stamps"
-    result = []
+    result: list[float] = []
+    deadline = time.monotonic() + budget_s
     for _ in range(count):
+        if len(result) >= 2 and time.monotonic() > deadline:
+            break
         submitted = time.time()
         await s.adapter.enqueue()
         popped = await s.ctx.client.blpop([stamps], timeout=10)
