@@ -1,15 +1,12 @@
 """The worker pool of one process: up to N tasks in flight, claimed in batches, leases
 renewed, outcomes recorded in batches, a graceful drain on stop.
 
-One fetcher claims as many tasks as there are free slots in one script call and blocks on
-Redis when there is nothing to do (no polling). With the system clock its next claim leaves
-with that blocking wait, on the same connection, and the server runs it the moment a
-wake-up ends the wait (on the server's clock, shifted to this process's, so its leases are
-as long as configured): a task submitted to an idle worker starts one round trip sooner.
-Each claimed task runs as its own asyncio task (the chapter's pool of coroutines; no thread
-pool, no second semaphore). Outcomes go to the pool's `Outbox` (`outbox.py`), which records
-what finished meanwhile, a few per script call, and, when the pool is full, claims new tasks
-for the freed slots in the same call.
+Its `Fetcher` (`fetcher.py`) claims as many tasks as there are free slots in one script
+call and blocks on Redis when there is nothing to do (no polling). Each claimed task runs as
+its own asyncio task (the chapter's pool of coroutines; no thread pool, no second
+semaphore). Outcomes go to the pool's `Outbox` (`outbox.py`), which records what finished
+meanwhile, a few per script call, and, when the pool is full, claims new tasks for the freed
+slots in the same call. Leases are renewed by its `LeaseKeeper` (`leases.py`).
 
 Slots and places are counted by a `SlotLedger` (`slots.py`): the fetcher and the outbox
 both claim, and neither may claim for a place the other is filling. With `prefetch` N > 0
@@ -20,8 +17,7 @@ The holds are renewed with the runs' leases, dropped when cancelled, handed back
 With `prefetch_below_s` the pool holds only while its attempts average under that time
 (`_attempt_took`): a held task saves one round trip and may wait up to one attempt, so holds
 pay for short tasks, not for AI calls of seconds. While every slot is busy the fetcher waits
-and the outcomes' claims fill the places (a full pool takes no wake-up token meant for an
-idle worker elsewhere).
+and the outcomes' claims fill the places.
 
 Priority stays strict with holds: every claim's reply names the first task it left in the
 ready set (its head), and the pool keeps the head of its latest claim. A held task starts
@@ -50,9 +46,8 @@ from contextlib import aclosing
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
 
-from ..clock import Clock, SystemClock
+from ..clock import Clock
 from ..errors import CorruptTaskError
 from ..events import EventBus, EventType, envelope
 from ..metrics import LocalMetrics
@@ -61,6 +56,7 @@ from ..store.queue import Claimed, ClaimResult, Emit, Outcome, TaskQueue
 from ..store.records import failed_fields, task_from_record, task_from_spec
 from ..task import AITask, TaskStatus
 from .attempt import Attempt
+from .fetcher import Fetcher
 from .leases import LeaseKeeper
 from .loops import PatientLoop
 from .outbox import Outbox
@@ -103,7 +99,6 @@ class WorkerPool:
                              origin=bus.origin, worker_id=worker_id)
         self._stopping = False
         self.drained = 0  # runs that ended during stop()'s drain
-        self._full = False  # the fetcher waits for a free slot
         # The ready set's head as the latest claim left it, (score, task_id) or None, and
         # when that claim was made: a reply to an older call does not overwrite it.
         self._head: tuple[float, str] | None = None
@@ -111,109 +106,23 @@ class WorkerPool:
         self.leases = LeaseKeeper(queue=queue, settings=settings, clock=clock,
                                   worker_id=worker_id, slots=concurrency,
                                   held=self._held_leases, lost=self._lost_lease)
-        self._fetcher: asyncio.Task[None] | None = None
-        # Set when the fetcher found nothing to do: its next claim waits for work first, for
-        # at most this long. And this clock minus the server's, from the latest claim.
-        self._idle_wait: float | None = None
-        self._clock_offset: float | None = None
+        self.fetcher = Fetcher(queue=queue, slots=self.slots, outbox=self.outbox,
+                               settings=settings, clock=clock, worker_id=worker_id,
+                               take=self._take, dead=self._announce_dead)
         # Sends outcomes as they come; stopped only while it waits for some (`PatientLoop`).
         self._flusher = PatientLoop(self.outbox.wait, self._flush, "chatroom_async.flush")
         self._side_tasks: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
         await self.leases.start()
-        self._fetcher = asyncio.create_task(self._fetch_loop(), name="chatroom_async.fetch")
+        self.fetcher.start()
         self._flusher.start()
 
-    # -- claiming --------------------------------------------------------------------------
-    async def _fetch_loop(self) -> None:
-        while not self._stopping:
-            free = self.slots.free()
-            # While every slot is busy the outbox fills the places the runs' outcomes free,
-            # held ones included: the fetcher waits (and takes no wake-up token an idle
-            # worker elsewhere waits for). A slot left open beside held tasks waits for a
-            # task ready ahead of them: the fetcher claims it if a place is free (the
-            # outcome's own claim may come too; places bound what both take).
-            if free <= 0 or not self.slots.slot_open():
-                self._idle_wait = None  # once a slot frees, claim at once
-                self.slots.freed.clear()
-                self._full = True  # the outbox claims for the places it frees
-                try:
-                    await self.slots.freed.wait()
-                finally:
-                    self._full = False
-                continue
-            try:
-                await self._fetch_once(free)
-            except Exception:  # Redis down or a bug: log, pause, keep the worker alive
-                log.exception("worker %s: claim failed; retrying in 1 s", self.worker_id)
-                await self.clock.sleep(1.0)
-
-    async def _fetch_once(self, free: int) -> None:
-        wait, self._idle_wait = self._idle_wait, None
-        now = self.clock.now()
-        with self.slots.claim(free):
-            if wait is None:
-                result = await self.queue.claim(now=now, lease_s=self.settings.lease_s,
-                                                max_count=free, worker_id=self.worker_id,
-                                                extra_deliveries=self.settings.extra_deliveries)
-                self._note_clock(now, result)
-            else:
-                result = await self._claim_after_wait(wait, free)
-                now = self.clock.now()
-        self.outbox.swept(now, result.next_due)
+    # -- claimed tasks (from the fetcher or an outbox call) ---------------------------------
+    def _take(self, result: ClaimResult, now: float) -> None:
+        """What the fetcher's claim (made at `now`) brought: hold it, start what fits."""
         self._note_head(result, now)
-        self._launch(result.claimed, now)  # before any await: the slots stay accounted for
-        for task_id in result.dead:
-            await self._announce_dead(task_id)
-        if result.remaining or len(result.claimed) == free or self.slots.held:
-            # More may be ready (also when everything popped was dead): claim again as
-            # soon as a slot is free. A pool holding tasks has no slot for a new task: it
-            # must not take the one wake-up token an idle worker elsewhere is waiting for
-            # (nor must one with every slot busy: `_fetch_loop` drops its idle wait).
-            return
-        wait = self.settings.max_idle_wait_s
-        if result.next_due is not None:
-            wait = min(wait, max(0.0, result.next_due - now) + 0.001)
-        if not self._stopping:
-            self._idle_wait = wait  # the next claim waits for work first
-
-    async def _claim_after_wait(self, wait: float, free: int) -> ClaimResult:
-        """Wait for work (a wake-up token, a control message or `wait` seconds), then
-        claim. With the system clock both go in one round trip (`wait_then_claim`): the
-        claim runs in the server the moment the wait ends, so a task submitted to an idle
-        worker starts one round trip sooner."""
-        # Tasks the last claim launched take their first step before this call is sent:
-        # the send can cost a busy loop a tenth of a millisecond.
-        await asyncio.sleep(0)
-        if self._stopping:
-            return ClaimResult([], [], None)
-        try:
-            if self._clock_offset is not None:
-                woke = await self.queue.wait_then_claim(
-                    worker_id=self.worker_id, block_s=wait, offset=self._clock_offset,
-                    lease_s=self.settings.lease_s, max_count=free,
-                    extra_deliveries=self.settings.extra_deliveries)
-                if woke is not None:
-                    return woke
-            else:
-                await self.queue.wait_for_work(self.worker_id, wait)
-        except (RedisError, OSError) as exc:  # the claim below shows if Redis is gone
-            log.warning("worker %s: idle wait ended early: %r", self.worker_id, exc)
-        if self._stopping:
-            return ClaimResult([], [], None)
-        now = self.clock.now()
-        result = await self.queue.claim(now=now, lease_s=self.settings.lease_s, max_count=free,
-                                        worker_id=self.worker_id,
-                                        extra_deliveries=self.settings.extra_deliveries)
-        self._note_clock(now, result)
-        return result
-
-    def _note_clock(self, sent: float, result: ClaimResult) -> None:
-        """Estimate this clock minus the server's from a claim sent at `sent` (the system
-        clock only: a virtual clock has no relation to the server's)."""
-        if result.server_time is not None and isinstance(self.clock, SystemClock):
-            self._clock_offset = (sent + self.clock.now()) / 2 - result.server_time
+        self._launch(result.claimed, now)
 
     def _note_head(self, result: ClaimResult, now: float) -> None:
         """Keep the ready set's head as the latest claim (made at `now`) left it."""
@@ -411,7 +320,7 @@ class WorkerPool:
     def _places(self, outcomes: list[Outcome]) -> int:
         """While the fetcher waits for a free place, a call that records outcomes claims for
         the places they free (and any free ones); otherwise it only records."""
-        if not self._full or self._stopping:
+        if not self.fetcher.full or self._stopping:
             return 0
         return self.slots.free() + sum(1 for o in outcomes if self.run_of(o) is not None)
 
@@ -459,10 +368,7 @@ class WorkerPool:
             How many unfinished tasks went back to the queue.
         """
         self._stopping = True
-        await self._quietly("wake the fetcher", self.queue.poke(self.worker_id))
-        self.slots.freed.set()
-        if self._fetcher is not None:
-            await asyncio.gather(self._fetcher, return_exceptions=True)
+        await self.fetcher.stop()
         # Held tasks will not start now (nothing claims any more): back to the queue at once.
         held = self.slots.take_held()
         early = await self._quietly("hand back held tasks", self.queue.release(

@@ -2,9 +2,9 @@
 place (an outcome not yet recorded), which claimed tasks wait for a slot (prefetch), and how
 many more tasks claims may ask for.
 
-Bookkeeping only: it starts nothing and talks to no server. The pool (`worker.py`) and its
-outbox (`outbox.py`) tell it what happened and ask it what is free; `freed` is set whenever
-a slot or place frees.
+Bookkeeping only: it starts nothing and talks to no server. The pool (`pool.py`), its
+fetcher (`fetcher.py`) and its outbox (`outbox.py`) tell it what happened and ask it what is
+free; `freed` is set whenever a slot or place frees.
 """
 
 from __future__ import annotations

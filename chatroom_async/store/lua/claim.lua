@@ -8,7 +8,7 @@
 --         that (a busy worker sweeps only when something is due, or now and then)
 --       10 (optional, '' = none): the caller's clock minus the server's, in seconds. Given,
 --         the call was sent behind a blocking wait on the same connection and runs when the
---         wait ends (worker/pool.py): the time is the server's (TIME) shifted by it, not
+--         wait ends (worker/fetcher.py): the time is the server's (TIME) shifted by it, not
 --         ARGV 1, and the lease keeps its length (ARGV 2 - ARGV 1)
 -- Returns {claimed, dead, next_due, remaining, head_id, head_score, now, server}: claimed
 -- is a flat list of (id, spec, priority, max_retries, retry_count, deliveries, score in
