@@ -1,7 +1,7 @@
 """The benchmark docs print what the stored run measured, and the suite's verdicts can say no.
 
-`docs/benchmarks.md` shows the whole suite's figures table and targets table; both must be
-what `benchmarks.suite` computes from the JSON that run wrote (`benchmarks/results/`), so
+`docs/benchmarks.md` shows each whole-suite run's figures table and targets table; both must
+be what `benchmarks.suite` computes from the JSON that run wrote (`benchmarks/results/`), so
 that a figure edited by hand, or a change to how the suite merges steps or judges targets,
 shows up here. No benchmark runs: the JSON is the evidence.
 """
@@ -19,14 +19,17 @@ from benchmarks.suite import merge_all, targets_table
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
-SUITE_JSON = ROOT / "benchmarks" / "results" / "2026-12-07-suite.json"
+RESULTS = ROOT / "benchmarks" / "results"
+#: each whole-suite run in the docs: its JSON, and the heading of its section
+RUNS = [("2026-12-07-suite.json", "## Results: the whole suite, 2026-12-07\n"),
+        ("2026-12-07-suite-b.json", "## Results: the whole suite on the final code, 2026-12-07")]
 
 
-def doc_tables(heading: str) -> list[str]:
-    """The markdown tables (each as its lines joined) under a `## ` or `### ` heading, up
-    to the next heading of any level."""
+def doc_tables(heading: str, after: str = "") -> list[str]:
+    """The markdown tables (each as its lines joined) under a `## ` or `### ` heading (the
+    first one after the heading `after`, if given), up to the next heading of any level."""
     text = DOC.read_text(encoding="utf-8")
-    start = text.index(heading)
+    start = text.index(heading, text.index(after) if after else 0)
     section = re.split(r"\n#{2,3} ", text[start + len(heading):], maxsplit=1)[0]
     tables, current = [], []
     for line in section.splitlines():
@@ -40,27 +43,29 @@ def doc_tables(heading: str) -> list[str]:
     return tables
 
 
-Stored = tuple[Results, dict[str, Any]]
+Stored = tuple[Results, dict[str, Any], str]  # and the docs' heading of its section
 
 
-@pytest.fixture(scope="module")
-def stored() -> Stored:
-    return load_json(SUITE_JSON)
+@pytest.fixture(scope="module", params=RUNS, ids=[name for name, _ in RUNS])
+def stored(request: pytest.FixtureRequest) -> tuple[Results, dict[str, Any], str]:
+    name, heading = request.param
+    results, meta = load_json(RESULTS / name)
+    return results, meta, heading
 
 
 def test_the_docs_figures_table_is_the_stored_runs(stored: Stored) -> None:
-    results, _ = stored
-    assert table(results) in doc_tables("## Results: the whole suite, 2026-12-07")
+    results, _, heading = stored
+    assert table(results) in doc_tables(heading)
 
 
 def test_the_docs_targets_table_is_what_the_suite_judges(stored: Stored) -> None:
-    results, _ = stored
-    assert doc_tables("### The targets in this run") == [targets_table(results)]
+    results, _, heading = stored
+    assert doc_tables("### The targets in this run", after=heading) == [targets_table(results)]
 
 
 def test_the_steps_outputs_merge_into_the_stored_figures(stored: Stored) -> None:
     """Each step's own output, kept in the JSON, merges back into the figures it gave."""
-    results, meta = stored
+    results, meta, _ = stored
     run = {"figures": {q: {k: v for k, v in f.items()
                            if not k.startswith(("goodput_", "crash_", "first_token", "chunk_",
                                                 "writes_per"))}
