@@ -152,10 +152,9 @@ async def measure(queue: str, redis_url: str, tasks: int) -> dict[str, float]:
         if worker.returncode is None:
             worker.terminate()
         await worker.wait()
-        for pattern in (f"*{adapter.name}*",):
-            keys = [key async for key in client.scan_iter(pattern)]
-            for at in range(0, len(keys), 500):
-                await client.delete(*keys[at:at + 500])
+        keys = [key async for key in client.scan_iter(f"*{adapter.name}*")]  # probe's too
+        for at in range(0, len(keys), 500):
+            await client.delete(*keys[at:at + 500])
         await client.aclose()
     ms = [1000 * x for x in total[WARMUP:]]
     cuts = statistics.quantiles(ms, n=100, method="inclusive")

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "benchmarks" / "results"
 #: each whole-suite run in the docs: its JSON, and the heading of its section
-RUNS = [("2026-12-07-suite.json", "## Results: the whole suite, 2026-12-07\n"),
+RUNS = [("2026-12-07-suite.json", "## Results: the whole suite, 2026-12-07"),
         ("2026-12-07-suite-b.json", "## Results: the whole suite on the final code, 2026-12-07")]
 
 

@@ -27,7 +27,7 @@ from ..store.queue import ClaimResult, TaskQueue
 from .outbox import Outbox
 from .slots import SlotLedger
 
-log = logging.getLogger("chatroom_async.worker")  # the pool's logger, as before the move
+log = logging.getLogger("chatroom_async.worker")  # the pool's logger
 
 
 class Fetcher:

@@ -20,7 +20,7 @@ from ..settings import ProcessorSettings
 from ..store.queue import ClaimResult, Emit, Outcome, TaskQueue
 from .slots import SlotLedger
 
-log = logging.getLogger("chatroom_async.worker")  # the pool's logger, as before the move
+log = logging.getLogger("chatroom_async.worker")  # the pool's logger
 
 # Outcomes recorded per call. Small, so that the first freed slots of a burst refill while
 # the rest of it is still being recorded: measured with benchmarks/run.py, I/O efficiency
