@@ -22,7 +22,9 @@ DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "benchmarks" / "results"
 #: each whole-suite run in the docs: its JSON, and the heading of its section
 RUNS = [("2026-12-07-suite.json", "## Results: the whole suite, 2026-12-07"),
-        ("2026-12-07-suite-b.json", "## Results: the whole suite on the final code, 2026-12-07")]
+        ("2026-12-07-suite-b.json", "## Results: the whole suite on a slow day, 2026-12-07"),
+        ("2026-12-07-suite-c.json",
+         "## Results: the whole suite after the start-first flush, 2026-12-07")]
 
 
 def doc_tables(heading: str, after: str = "") -> list[str]:
