@@ -49,7 +49,7 @@ Stored = tuple[Results, dict[str, Any], str]  # and the docs' heading of its sec
 
 
 @pytest.fixture(scope="module", params=RUNS, ids=[name for name, _ in RUNS])
-def stored(request: pytest.FixtureRequest) -> tuple[Results, dict[str, Any], str]:
+def stored(request: pytest.FixtureRequest) -> Stored:
     name, heading = request.param
     results, meta = load_json(RESULTS / name)
     return results, meta, heading

@@ -106,7 +106,6 @@ class WorkerPool:
         self.slots = SlotLedger(concurrency, settings.prefetch,
                                 holding=settings.prefetch_below_s is None)
         self._mean_attempt_s: float | None = None  # moving average of attempt times
-        self._long_attempts = False  # that average is over `_START_FIRST_ABOVE_S`
         self._tasks: set[asyncio.Task[None]] = set()  # every run's task until it ends
         self.outbox = Outbox(queue=queue, slots=self.slots, settings=settings, clock=clock,
                              origin=bus.origin, worker_id=worker_id)
@@ -280,7 +279,6 @@ class WorkerPool:
         mean = self._mean_attempt_s
         mean = seconds if mean is None else mean + _MEAN_WEIGHT * (seconds - mean)
         self._mean_attempt_s = mean
-        self._long_attempts = mean > _START_FIRST_ABOVE_S
         below = self.settings.prefetch_below_s
         if below is not None and self.settings.prefetch:
             self.slots.allow_holds(mean < below)
@@ -331,7 +329,8 @@ class WorkerPool:
                 sent.wake()
                 if sent.claimed is not None:
                     await self.adopt(sent.claimed, sent.now)
-                    if sent.claimed.claimed and self._long_attempts:
+                    mean = self._mean_attempt_s
+                    if sent.claimed.claimed and mean is not None and mean > _START_FIRST_ABOVE_S:
                         # Let the tasks just claimed take their first step before the
                         # next call is packed and sent (`_START_FIRST_ABOVE_S`).
                         await asyncio.sleep(0)
