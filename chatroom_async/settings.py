@@ -57,7 +57,9 @@ class ProcessorSettings:
             less than this on average (a moving average of the latest; none are held before
             the first ends). A held task saves a round trip (~1-3 ms) and may cost up to one
             attempt's time at the end of a backlog, so holding pays for short tasks and not
-            for AI calls of seconds. None holds whatever the attempts take.
+            for AI calls of seconds. When the average crosses it, the tasks held go back to
+            the queue (not counted against their delivery limit). None holds whatever the
+            attempts take.
         provider_limits: the AI provider's limits, shared by every worker of the namespace
             through Redis (`ProviderLimits`); None sends every call at once and leaves the
             429s to the retry policy.

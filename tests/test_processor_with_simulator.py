@@ -70,9 +70,11 @@ def test_a_hang_ends_at_the_task_timeout_in_virtual_time() -> None:
     assert stats.in_flight == 0  # the timed-out calls gave their slots back
 
 
-def test_a_busy_worker_still_runs_a_retry_when_it_falls_due() -> None:
+@pytest.mark.parametrize("prefetch", [0, 10])
+def test_a_busy_worker_still_runs_a_retry_when_it_falls_due(prefetch: int) -> None:
     """A full worker claims for freed slots without sweeping every time; a retry must still
-    come back at its due time, not after the whole backlog (virtual time, one slot)."""
+    come back at its due time, not after the whole backlog (virtual time, one slot). With
+    prefetch, the holds taken while attempts were short go back once they grow long."""
     import asyncio
 
     from chatroom_async import FunctionBackend, RateLimitError, TaskPriority
@@ -88,7 +90,7 @@ def test_a_busy_worker_still_runs_a_retry_when_it_falls_due() -> None:
             await asyncio.sleep(1.0)
             return {"response": "ok"}
 
-        settings = ProcessorSettings(publish_events=False, stream=False)
+        settings = ProcessorSettings(publish_events=False, stream=False, prefetch=prefetch)
         order: list[str] = []
         async with AsyncAIProcessor(max_workers=1, backend=FunctionBackend(work), clock=clock,
                                     settings=settings, seed=2) as proc:

@@ -16,7 +16,10 @@ one claim round trip later, while the run keeps its place until its outcome is r
 The holds are renewed with the runs' leases, dropped when cancelled, handed back on stop.
 With `prefetch_below_s` the pool holds only while its attempts average under that time
 (`_attempt_took`): a held task saves one round trip and may wait up to one attempt, so holds
-pay for short tasks, not for AI calls of seconds. While every slot is busy the fetcher waits
+pay for short tasks, not for AI calls of seconds. Once the average crosses it, the tasks
+still held go back to the queue when the next attempt ends (`_hand_back_holds`): held
+through long attempts they would keep a retry falling due, or a more urgent task, waiting
+behind them, and no claim would sweep meanwhile. While every slot is busy the fetcher waits
 and the outcomes' claims fill the places. The same average decides what comes first after
 such a claim: the tasks it brought take their first step before the outbox's next call
 when attempts wait on I/O, and the next call goes first when they are over at once
@@ -261,6 +264,8 @@ class WorkerPool:
             run.submitted = True
             if self.settings.prefetch:  # a held task may take the slot now
                 self._release(run)
+                if not self.slots.prefetch and self.slots.held and not self._stopping:
+                    self._spawn(self._hand_back_holds())
             if await self.outbox.submit(outcome):
                 if final.status is TaskStatus.COMPLETED:
                     self.metrics.record(now=final.completed_at or 0.0,
@@ -282,6 +287,20 @@ class WorkerPool:
         below = self.settings.prefetch_below_s
         if below is not None and self.settings.prefetch:
             self.slots.allow_holds(mean < below)
+
+    async def _hand_back_holds(self) -> None:
+        """Attempts grew long and holds are off: the tasks still held would wait up to an
+        attempt each for a slot, while the ready set may get a task that is to run first
+        (a retry falling due, a higher priority). Back to the queue with them, unannounced
+        and not held against their delivery limit; the next claims take what comes first."""
+        held = self.slots.take_held()
+        if not held:
+            return
+        try:
+            await self.queue.release([(r.task.task_id, r.token, "") for r in held])
+        except Exception as exc:  # noqa: BLE001 - their leases expire and they run anyway
+            log.error("worker %s: could not hand back %d held tasks: %r", self.worker_id,
+                      len(held), exc)
 
     def _run_ended(self, run: Run, handle: asyncio.Task[None]) -> None:
         """A run's task is done: a done callback, so that it also runs for a task cancelled

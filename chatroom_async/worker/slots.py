@@ -71,7 +71,7 @@ class SlotLedger:
 
     def allow_holds(self, on: bool) -> None:
         """Allow holds (up to the configured number) or none; tasks held already stay held
-        and start as slots free, but no claim asks for more while they exceed what is
+        (the pool hands them back) and no claim asks for more while they exceed what is
         allowed."""
         allowed = self.limit if on else 0
         if allowed > self.prefetch:
