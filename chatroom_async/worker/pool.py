@@ -301,6 +301,7 @@ class WorkerPool:
         except Exception as exc:  # noqa: BLE001 - their leases expire and they run anyway
             log.error("worker %s: could not hand back %d held tasks: %r", self.worker_id,
                       len(held), exc)
+        self.slots.freed.set()  # their places are free: a waiting fetcher looks again
 
     def _run_ended(self, run: Run, handle: asyncio.Task[None]) -> None:
         """A run's task is done: a done callback, so that it also runs for a task cancelled
