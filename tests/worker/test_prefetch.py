@@ -179,6 +179,53 @@ async def test_holds_follow_the_moving_average_of_attempt_times(
     assert pool._mean_attempt_s == pytest.approx(0.2 + 1.728 * 0.8 ** 4)
 
 
+async def test_holds_go_back_to_the_queue_once_attempts_grow_long(
+        make_processor: MakeProcessor) -> None:
+    # Held through long attempts, tasks would keep whatever falls due meanwhile (a retry)
+    # waiting behind them, with no claim to sweep it in. So when the average crosses
+    # `prefetch_below_s`, the tasks still held go back to the ready set, in their places,
+    # and the next claims take them in order; their claims are not held against their
+    # delivery limit (`handed_back`).
+    client = await make_processor(max_workers=0)
+    ids = await client.submit_many([CHAT] * 5)
+    backend = Turnstile()
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=3,
+                                  prefetch_below_s=1.0)
+    pool, queue = worker.pool, worker.queue
+    assert pool is not None and queue is not None
+    released, handed_back = asyncio.Event(), []
+    release = queue.release
+
+    async def noting_release(runs: Any, **kwargs: Any) -> int:
+        count = await release(runs, **kwargs)
+        handed_back.append([task_id for task_id, _token, _event in runs])
+        released.set()
+        return count
+
+    queue.release = noting_release  # type: ignore[method-assign]
+    launched = watch_launches(worker)
+    await wait_until(lambda: len(backend.started) == 1, backend.changed)
+    backend.finish(ids[0])  # short: the holds open
+    await wait_until(lambda: len(held_ids(worker)) == 3, launched)
+    assert backend.started == ids[:2] and held_ids(worker) == ids[2:]
+    pool._attempt_took(30.0)  # as if attempts had grown long: holds are off
+    assert pool.slots.prefetch == 0 and held_ids(worker) == ids[2:]
+    backend.finish(ids[1])  # its slot goes to the first held task; the other two go back
+    await wait_until(lambda: bool(handed_back), released)
+    assert handed_back == [ids[3:]] and held_ids(worker) == []
+    assert backend.started == ids[:3]
+    counts = await queue.counts()
+    assert sum(counts.ready_by_priority.values()) == 2
+    for task_id in ids:
+        backend.finish(task_id)
+    for task_id in ids:
+        record = await client.wait_for_task(task_id, timeout=10)
+        assert record["status"] == "completed"
+    assert backend.started == ids and backend.in_flight.peak == 1
+    back = [await client.get_task_status(task_id) for task_id in ids[3:]]
+    assert [(r["deliveries"], r["handed_back"]) for r in back] == [(2, 1), (2, 1)]
+
+
 async def test_outcomes_waiting_to_be_recorded_keep_their_places(
         make_processor: MakeProcessor) -> None:
     # A run frees its slot when its attempt ends but keeps its place until its outcome is
