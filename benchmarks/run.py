@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1,
         help="run each workload this many times and report the medians "
-        "(default 1; the latency workload always runs once)",
+        "(default 1; the crash workload always runs once)",
     )
     parser.add_argument(
         "--crash-wait",
