@@ -288,20 +288,23 @@ class WorkerPool:
         if below is not None and self.settings.prefetch:
             self.slots.allow_holds(mean < below)
 
-    async def _hand_back_holds(self) -> None:
-        """Attempts grew long and holds are off: the tasks still held would wait up to an
-        attempt each for a slot, while the ready set may get a task that is to run first
-        (a retry falling due, a higher priority). Back to the queue with them, unannounced
-        and not held against their delivery limit; the next claims take what comes first."""
+    async def _hand_back_holds(self) -> int:
+        """Give every held task back to the queue, unannounced and not held against its
+        delivery limit; how many went back (0 if Redis could not be told: their leases
+        expire and they run anyway). On stop, and when attempts grew long and holds are
+        off: held, they would wait up to an attempt each for a slot while the ready set may
+        get a task that is to run first (a retry falling due, a higher priority)."""
         held = self.slots.take_held()
         if not held:
-            return
+            return 0
         try:
-            await self.queue.release([(r.task.task_id, r.token, "") for r in held])
-        except Exception as exc:  # noqa: BLE001 - their leases expire and they run anyway
+            back = await self.queue.release([(r.task.task_id, r.token, "") for r in held])
+        except Exception as exc:  # noqa: BLE001 - best effort, as the docstring says
             log.error("worker %s: could not hand back %d held tasks: %r", self.worker_id,
                       len(held), exc)
+            back = 0
         self.slots.freed.set()  # their places are free: a waiting fetcher looks again
+        return int(back)
 
     def _run_ended(self, run: Run, handle: asyncio.Task[None]) -> None:
         """A run's task is done: a done callback, so that it also runs for a task cancelled
@@ -408,9 +411,7 @@ class WorkerPool:
         self._stopping = True
         await self.fetcher.stop()
         # Held tasks will not start now (nothing claims any more): back to the queue at once.
-        held = self.slots.take_held()
-        early = await self._quietly("hand back held tasks", self.queue.release(
-            [(r.task.task_id, r.token, "") for r in held])) if held else 0
+        early = await self._hand_back_holds()
         handles = list(self._tasks)
         if handles:
             done, _ = await asyncio.wait(handles, timeout=drain_timeout_s)
@@ -430,7 +431,7 @@ class WorkerPool:
         await self._quietly("clean up", self.queue.redis.delete(
             self.queue.keys.control(self.worker_id)))
         await self._quietly("unregister", self.leases.unregister())
-        return int(early or 0) + int(released or 0)
+        return early + int(released or 0)
 
     def _handed_back(self, task: AITask) -> str:
         """The task_handed_back envelope of a run this worker started and gives back."""
