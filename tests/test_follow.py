@@ -125,6 +125,65 @@ async def test_a_retry_is_a_new_attempt_and_its_text_starts_again(
     assert final["partial_text"] is None
 
 
+async def test_a_students_handler_in_the_path_starts_a_retried_answer_again(
+        make_processor: MakeProcessor) -> None:
+    # `serve --handler`: the handler keeps each task's frames to replay to a client that
+    # attaches late, and the retry of a broken stream runs in the same process. The second
+    # attempt's text is that attempt's alone, not the first one's replayed ahead of it.
+    from chatroom_async.grading import HandlerStreamBackend
+    from solutions.streaming import StreamingResponseHandler
+
+    handler = StreamingResponseHandler(min_interval_s=0.0)
+    backend = HandlerStreamBackend(Talker(WORDS, fail={1: 5}), handler)
+    proc = await make_processor(max_workers=1, backend=backend, retry=FAST_RETRY,
+                                stream_coalesce_s=0.0)
+    try:
+        task_id = await proc.submit_task(**CHAT)
+        events = await collect(proc, task_id)
+    finally:
+        await handler.aclose()
+    assert [e.attempt for e in events if e.type is EventType.TASK_STARTED] == [1, 2]
+    assert text_of(events, attempt=1) == "".join(WORDS[:5])
+    assert text_of(events, attempt=2) == "".join(WORDS)
+
+
+class NoRetryFrames:
+    """A handler that pushes each chunk as a delta and keeps no history: no "retry" frame."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, Any] = {}
+        self.seq = 0
+
+    async def attach(self, task_id: str, client: Any, last_seq: int = 0) -> None:
+        self.clients[task_id] = client
+
+    def detach(self, task_id: str, client: Any) -> None:
+        self.clients.pop(task_id, None)
+
+    async def handle_streaming_response(self, task_id: str, chunks: Any) -> dict[str, Any]:
+        from chatroom_async.grading import Frame
+
+        async for chunk in chunks:
+            self.seq += 1
+            await self.clients[task_id].send(Frame(task_id, self.seq, "delta", chunk.text))
+            if chunk.result is not None:
+                return dict(chunk.result)
+        raise AssertionError("the stream ended without a result")
+
+
+async def test_a_handler_without_retry_frames_gives_a_retried_answer_whole(
+        make_processor: MakeProcessor) -> None:
+    from chatroom_async.grading import HandlerStreamBackend
+
+    backend = HandlerStreamBackend(Talker(WORDS, fail={1: 5}), NoRetryFrames())
+    proc = await make_processor(max_workers=1, backend=backend, retry=FAST_RETRY,
+                                stream_coalesce_s=0.0)
+    events = await collect(proc, await proc.submit_task(**CHAT))
+    assert text_of(events, attempt=1) == "".join(WORDS[:5])  # as the chunks came
+    second = [e for e in events if e.type is EventType.TASK_PROGRESS and e.attempt == 2]
+    assert [e.text for e in second] == ["".join(WORDS)]  # at its end, in one piece
+
+
 async def test_a_failed_attempt_keeps_its_partial_text_and_reason(
         make_processor: MakeProcessor) -> None:
     proc = await make_processor(max_workers=1, backend=Talker(WORDS, fail={1: 3}))

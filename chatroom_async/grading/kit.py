@@ -129,30 +129,57 @@ class HandlerStreamBackend:
     `handler.handle_streaming_response`, and yields a `StreamChunk` per delta frame the
     handler sends to a client attached for the task. A handler that raises fails the
     attempt as any backend error does.
+
+    A retry of a task this process streamed before attaches after the last frame it got
+    (the handler keeps a task's frames for clients that attach late), and what the earlier
+    attempt still sends is dropped up to the handler's "retry" frame, as a page drops the
+    earlier text: each attempt's chunks are its own. (A handler that sends no "retry" frame
+    has that attempt's text come whole, at its end.)
     """
+
+    #: tasks whose last frame seq this bridge remembers, at most (the oldest are forgotten)
+    remembered = 1000
 
     def __init__(self, inner: AIBackend, handler: Any) -> None:
         if not callable(getattr(inner, "stream", None)):
             raise TypeError(f"{type(inner).__name__} cannot stream: it has no stream()")
         self.inner, self.handler = inner, handler
+        self._last_seq: dict[str, int] = {}  # task id -> the last frame's seq it got
 
     async def complete(self, request: AIRequest) -> dict[str, Any]:
         return await self.inner.complete(request)
 
     async def stream(self, request: AIRequest) -> AsyncIterator[StreamChunk]:
+        task_id = request.task_id
         queue: asyncio.Queue[Frame | None] = asyncio.Queue()
         client = _QueueClient(queue)
-        await self.handler.attach(request.task_id, client)
+        before = self._last_seq.pop(task_id, None)  # popped: re-added as the newest
+        self._last_seq[task_id] = before or 0
+        while len(self._last_seq) > self.remembered:
+            del self._last_seq[next(iter(self._last_seq))]
+        await self.handler.attach(task_id, client, before or 0)
         run = asyncio.ensure_future(self.handler.handle_streaming_response(
-            request.task_id, self.inner.stream(request)))  # type: ignore[attr-defined]
+            task_id, self.inner.stream(request)))  # type: ignore[attr-defined]
         run.add_done_callback(lambda _: queue.put_nowait(None))
+        # On a retry, until the "retry" frame: the earlier attempt's last frames
+        earlier: list[str] | None = [] if before is not None else None
         index = 0
         try:
             while (frame := await queue.get()) is not None:
-                if frame.kind == "delta" and frame.text:
+                if task_id in self._last_seq:
+                    self._last_seq[task_id] = max(self._last_seq[task_id], frame.seq)
+                if earlier is not None:
+                    if frame.kind == "retry":
+                        earlier = None
+                    elif frame.kind == "delta":
+                        earlier.append(frame.text)
+                elif frame.kind == "delta" and frame.text:
                     yield StreamChunk(index, frame.text)
                     index += 1
             result = await run  # the handler's own error, if it raised
+            if earlier:  # no "retry" frame came: what came is this attempt's
+                yield StreamChunk(index, "".join(earlier))
+                index += 1
             yield StreamChunk(index, "", finish_reason="stop", result=dict(result))
         finally:
             if not run.done():
