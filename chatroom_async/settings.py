@@ -50,9 +50,11 @@ class ProcessorSettings:
             one batch of the outbox (`worker/outbox.py`), is enough: while one call records
             ten outcomes and claims their successors, the next ten slots to free start held
             tasks. Held tasks are this worker's: at the end of a backlog another worker
-            process idles while they wait here for a slot (up to one attempt longer), they
-            count as in flight in `get_stats()` (they are leased), and `stop()` hands them
-            back at once. See `worker/pool.py` and docs/benchmarks.md.
+            process idles while they wait here for a slot (up to one attempt longer),
+            `get_stats()` counts them under "held", apart from "in_flight" (they are leased,
+            not running; each pool reports its count within 0.1 s of a change, so for that
+            long "in_flight" may still include new holds), and `stop()` hands them back at
+            once. See `worker/pool.py` and docs/benchmarks.md.
         prefetch_below_s: with `prefetch`, hold tasks only while this worker's attempts take
             less than this on average (a moving average of the latest; none are held before
             the first ends). A held task saves a round trip (~1-3 ms) and may cost up to one

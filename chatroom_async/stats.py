@@ -48,6 +48,9 @@ def build_stats(counts: QueueCounts, metrics: LocalMetrics, *, now: float, local
         "queue_depth": depth,
         "waiting_retry": counts.delayed,
         "in_flight": counts.in_flight,
+        # claimed by a worker pool and waiting there for a slot (prefetch): leased, not
+        # running, not in `in_flight` or `active_tasks_count`
+        "held": counts.held,
         # the worker pools of every process on this namespace, alive now, and their slots
         "workers": len(counts.workers),
         "worker_slots": sum(slots for _, slots in counts.workers),

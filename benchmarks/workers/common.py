@@ -19,7 +19,9 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--kind", choices=KINDS, default="noop", help="what each task does")
     parser.add_argument("--concurrency", type=int, default=IN_FLIGHT, help="tasks in flight")
     parser.add_argument("--probe", required=True, help="Redis key prefix the probe reports to")
-    parser.add_argument("--prefetch", type=int, default=0, help="ours only: ProcessorSettings")
+    parser.add_argument("--prefetch", type=int, default=None,
+                        help="ours only: ProcessorSettings(prefetch=N, prefetch_below_s=None) "
+                             "(default: ProcessorSettings())")
     parser.add_argument(
         "--option",
         action="append",

@@ -34,7 +34,8 @@ def build_processor(args: argparse.Namespace, probe: Probe) -> Any:
         args.name,
         max_workers=args.concurrency,
         backend=FunctionBackend(chat),
-        settings=ProcessorSettings(prefetch=args.prefetch, prefetch_below_s=None),
+        settings=ProcessorSettings() if args.prefetch is None
+        else ProcessorSettings(prefetch=args.prefetch, prefetch_below_s=None),
     )
 
 

@@ -18,6 +18,8 @@ concatenates key names.
     {ns}:stats            hash   counters shared by every process
     {ns}:workers          zset   the worker pools alive, "{worker_id} {slots}"; score = the
                                  deadline of their registration (renewed with the leases)
+    {ns}:held             hash   claimed tasks a worker pool holds for a slot (prefetch), by
+                                 worker id: leased, but not running (see `counts`)
     {ns}:depth            hash   ready tasks per priority value
     {ns}:cache:{digest}   string a cached response, with its own TTL
     {ns}:provider         hash   the provider's shared limits: bucket levels, a 429's pause
@@ -99,6 +101,10 @@ class Keys:
     @property
     def workers(self) -> str:
         return f"{self.namespace}:workers"
+
+    @property
+    def held(self) -> str:
+        return f"{self.namespace}:held"
 
     @property
     def depth(self) -> str:

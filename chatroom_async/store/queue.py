@@ -122,13 +122,15 @@ class Emit:
 @dataclass(frozen=True, slots=True)
 class QueueCounts:
     ready_by_priority: dict[int, int]
-    in_flight: int
+    in_flight: int  # leased and running (`counts(now=...)`: the held ones not included)
     delayed: int
     dead_letters: int
     garbage: int
     counters: dict[str, float]
     #: the worker pools registered and alive (`counts(now=...)` only): (worker id, slots)
     workers: tuple[tuple[str, int], ...] = ()
+    #: claimed tasks those pools hold for a slot (prefetch; `counts(now=...)` only)
+    held: int = 0
 
 
 class TaskQueue:
@@ -372,7 +374,10 @@ class TaskQueue:
 
     async def counts(self, now: float | None = None) -> QueueCounts:
         """Queue depth by priority, in-flight, delayed, dead letters and shared counters;
-        given `now`, also the worker pools whose registration holds at that time."""
+        given `now`, also the worker pools whose registration holds at that time and the
+        tasks they hold for a slot (prefetch), which are leased but not counted in flight
+        (a pool killed without a stop is not alive, and its holds count as in flight until
+        their leases expire)."""
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(k.depth)
@@ -383,20 +388,31 @@ class TaskQueue:
             pipe.hgetall(k.stats)
             if now is not None:
                 pipe.zrangebyscore(k.workers, repr(now), "+inf")
+                pipe.hgetall(k.held)
             replies = await pipe.execute(raise_on_error=False)
         depth, inflight, delayed, dead, garbage, stats = replies[:6]
         for reply in replies[:6]:  # the counts' own errors are raised, as before
             if isinstance(reply, Exception):
                 raise reply
-        alive = replies[6] if now is not None else []
+        alive, held = replies[6:] if now is not None else ([], {})
         if isinstance(alive, Exception):  # a workers key written by hand: no count
             alive = []
+        workers = tuple(w for w in map(_worker_entry, alive) if w)
+        held = held if isinstance(held, dict) else {}  # not a hash (by hand): none held
+        holding = sum(_count(held.get(worker_id)) for worker_id, _ in workers)
         return QueueCounts(
-            ready_by_priority=int_counts(depth), in_flight=int(inflight),
+            ready_by_priority=int_counts(depth), in_flight=max(0, int(inflight) - holding),
             delayed=int(delayed), dead_letters=int(dead), garbage=int(garbage),
             counters={name: v for name, v in ((n, number(x)) for n, x in stats.items())
                       if v is not None},
-            workers=tuple(w for w in map(_worker_entry, alive) if w))
+            workers=workers, held=holding)
+
+    async def report_held(self, worker_id: str, count: int) -> None:
+        """Say how many claimed tasks a worker pool holds for a slot now (prefetch)."""
+        if count:
+            await self.redis.hset(self.keys.held, worker_id, count)
+        else:
+            await self.redis.hdel(self.keys.held, worker_id)
 
     async def register_worker(self, worker_id: str, slots: int, *, now: float,
                               deadline: float) -> None:
@@ -410,8 +426,11 @@ class TaskQueue:
             await pipe.execute()
 
     async def unregister_worker(self, worker_id: str, slots: int) -> None:
-        """A stopping worker pool is no longer counted."""
-        await self.redis.zrem(self.keys.workers, f"{worker_id} {slots}")
+        """A stopping worker pool is no longer counted (nor what it held)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self.keys.workers, f"{worker_id} {slots}")
+            pipe.hdel(self.keys.held, worker_id)
+            await pipe.execute()
 
     async def dead_letters(self, count: int = 100) -> list[str]:
         """The newest dead-lettered task ids, oldest first."""
@@ -428,6 +447,11 @@ class TaskQueue:
         async for key in self.redis.scan_iter(match=self.keys.pattern, count=1000):
             deleted += await self.redis.delete(key)
         return deleted
+
+
+def _count(raw: str | None) -> int:
+    """A count as the package writes it; 0 if absent or not one (written by hand)."""
+    return int(raw) if raw is not None and raw.isdigit() else 0
 
 
 def _worker_entry(member: str) -> tuple[str, int] | None:

@@ -13,7 +13,9 @@ both claim, and neither may claim for a place the other is filling. With `prefet
 the pool also holds up to N claimed, leased tasks, in the ready set's order; a run frees its
 slot as soon as its attempt ends, and the next held task starts in that moment instead of
 one claim round trip later, while the run keeps its place until its outcome is recorded.
-The holds are renewed with the runs' leases, dropped when cancelled, handed back on stop.
+The holds are renewed with the runs' leases, dropped when cancelled, handed back on stop,
+and their count is reported to the namespace (`_report_held`), so that `get_stats()` counts
+them apart from the tasks in flight.
 With `prefetch_below_s` the pool holds only while its attempts average under that time
 (`_attempt_took`): a held task saves one round trip and may wait up to one attempt, so holds
 pay for short tasks, not for AI calls of seconds. Once the average crosses it, the tasks
@@ -83,6 +85,10 @@ _MEAN_WEIGHT = 0.2
 # fell by a quarter when every claim yielded.
 _START_FIRST_ABOVE_S = 0.001
 
+# With prefetch, the pool tells the namespace how many tasks it holds at most this often
+# (`_report_held`): `get_stats()` counts them apart from the tasks in flight.
+_HELD_REPORT_EVERY_S = 0.1
+
 
 class WorkerPool:
     """Runs tasks of one namespace in this process.
@@ -127,6 +133,8 @@ class WorkerPool:
         # Sends outcomes as they come; stopped only while it waits for some (`PatientLoop`).
         self._flusher = PatientLoop(self.outbox.wait, self._flush, "chatroom_async.flush")
         self._side_tasks: set[asyncio.Future[Any]] = set()
+        self._held_reported = 0  # the count `get_stats()` sees for this pool
+        self._held_report: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.leases.start()
@@ -168,8 +176,29 @@ class WorkerPool:
         while self.slots.slot_open() and not self._stopping:
             run = self.slots.next_held(ahead)
             if run is None:
-                return
+                break
             self._start(run, now)
+        self._note_held()
+
+    def _note_held(self) -> None:
+        """Have the count of held tasks reported if it changed (`_report_held`)."""
+        if (self.settings.prefetch and self._held_report is None and not self._stopping
+                and len(self.slots.held) != self._held_reported):
+            self._held_report = asyncio.create_task(self._report_held(),
+                                                    name="chatroom_async.held")
+
+    async def _report_held(self) -> None:
+        """Report the count of held tasks until it stops changing, at most once every
+        `_HELD_REPORT_EVERY_S`: one small write however fast holds come and go."""
+        try:
+            while (held := len(self.slots.held)) != self._held_reported:
+                await self.queue.report_held(self.worker_id, held)
+                self._held_reported = held
+                await self.clock.sleep(_HELD_REPORT_EVERY_S)
+        except Exception as exc:  # noqa: BLE001 - a statistic; the next change tries again
+            log.warning("worker %s: could not report its held tasks: %r", self.worker_id, exc)
+        finally:
+            self._held_report = None
 
     def _supersede(self, task_id: str) -> None:
         """A task claimed again lost its earlier lease: an earlier delivery still held here
@@ -297,6 +326,7 @@ class WorkerPool:
         held = self.slots.take_held()
         if not held:
             return 0
+        self._note_held()
         try:
             back = await self.queue.release([(r.task.task_id, r.token, "") for r in held])
         except Exception as exc:  # noqa: BLE001 - best effort, as the docstring says
@@ -331,6 +361,7 @@ class WorkerPool:
         """Stop a running or held task whose fate was decided elsewhere (cancelled,
         reclaimed)."""
         if self.slots.drop_held(task_id):
+            self._note_held()
             return True
         run = self.running.get(task_id)
         if run is None or run.handle is None or run.submitted:
@@ -395,6 +426,7 @@ class WorkerPool:
         """A renewal found this lease gone (reclaimed, cancelled): stop what it covered."""
         if self.slots.drop_held(task_id, token):
             log.warning("worker %s: lost the lease of held %s", self.worker_id, task_id)
+            self._note_held()
             return
         run = self.running.get(task_id)
         if run is not None and run.token == token:  # not a newer delivery
@@ -425,8 +457,12 @@ class WorkerPool:
         released = await self._quietly("hand back unfinished tasks", self.queue.release(
             [(r.task.task_id, r.token, self._handed_back(r.task)) for r in leftovers],
             publish=self.settings.publish_events))
-        # The flusher and the renewer end now if they wait, else after their call.
+        # The flusher and the renewer end now if they wait, else after their call; the
+        # count of held tasks goes with the registration (`unregister`).
+        if self._held_report is not None:
+            self._held_report.cancel()
         await asyncio.gather(self.leases.stop(), self._flusher.stop(), *self._side_tasks,
+                             *([self._held_report] if self._held_report else []),
                              return_exceptions=True)
         await self._quietly("clean up", self.queue.redis.delete(
             self.queue.keys.control(self.worker_id)))

@@ -117,6 +117,20 @@ def test_prefetch_must_be_a_non_negative_int() -> None:
     assert defaults.prefetch == 0 and defaults.prefetch_below_s == 0.25
 
 
+def watch_held_reports(proc: AsyncAIProcessor) -> tuple[list[int], asyncio.Event]:
+    """The counts of held tasks the pool reported, and an event set at each report."""
+    assert proc.queue is not None
+    reports, reported, original = [], asyncio.Event(), proc.queue.report_held
+
+    async def report(worker_id: str, count: int) -> None:
+        await original(worker_id, count)
+        reports.append(count)
+        reported.set()
+
+    proc.queue.report_held = report  # type: ignore[method-assign]
+    return reports, reported
+
+
 async def test_held_tasks_start_as_slots_free_never_beyond_max_workers(
         make_processor: MakeProcessor) -> None:
     client = await make_processor(max_workers=0)
@@ -124,15 +138,22 @@ async def test_held_tasks_start_as_slots_free_never_beyond_max_workers(
     backend = Turnstile()
     worker = await make_processor(max_workers=2, backend=backend, prefetch=3,
                                   prefetch_below_s=None)
+    reports, reported = watch_held_reports(worker)
     await wait_until(lambda: len(backend.started) == 2, backend.changed)
-    # Two running and three held, all five leased; three still ready in Redis.
+    # Two running and three held, all five leased; three still ready in Redis. Every
+    # process's stats count the held ones apart, once the pool has reported them.
     assert held_ids(worker) == ids[2:5]
+    await wait_until(lambda: reports[-1:] == [3], reported)
     stats = await client.get_stats()
-    assert stats["active_tasks_count"] == 5 and stats["current_queue_size"] == 3
+    assert (stats["active_tasks_count"], stats["in_flight"], stats["held"]) == (2, 2, 3)
+    assert stats["current_queue_size"] == 3
     for task_id in ids:
         backend.finish(task_id)
     for task_id in ids:
         assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+    await wait_until(lambda: reports[-1:] == [0], reported)
+    stats = await client.get_stats()
+    assert (stats["in_flight"], stats["held"]) == (0, 0)
     # Equal priority: submit order, held ones included (later claims may overlap).
     assert backend.started[:5] == ids[:5] and sorted(backend.started) == sorted(ids)
     assert backend.in_flight.peak == 2
@@ -353,7 +374,10 @@ async def test_held_tasks_are_renewed_cancelled_and_handed_back_on_stop(
     assert renewals[-1] == {a, c} and held_ids(worker) == [c]
     assert other.started == []
 
+    stats = await client.get_stats()
+    assert stats["held"] <= 1 and stats["in_flight"] + stats["held"] == 2  # a, and c held
     await worker.stop(drain_timeout_s=0.05)  # a is cut short; both go back to the queue
+    assert (await client.get_stats())["held"] == 0  # the holds left with the registration
     await wait_until(lambda: sorted(other.started) == sorted([a, c]), other.changed)
     for task_id in (a, c):
         other.finish(task_id)
