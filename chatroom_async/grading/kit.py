@@ -153,11 +153,11 @@ class HandlerStreamBackend:
         task_id = request.task_id
         queue: asyncio.Queue[Frame | None] = asyncio.Queue()
         client = _QueueClient(queue)
-        before = self._last_seq.pop(task_id, None)  # popped: re-added as the newest
-        self._last_seq[task_id] = before or 0
+        before = self._last_seq.pop(task_id, None)  # None: its first attempt here
+        self._last_seq[task_id] = last_seq = before or 0  # re-added as the newest
         while len(self._last_seq) > self.remembered:
             del self._last_seq[next(iter(self._last_seq))]
-        await self.handler.attach(task_id, client, before or 0)
+        await self.handler.attach(task_id, client, last_seq)
         run = asyncio.ensure_future(self.handler.handle_streaming_response(
             task_id, self.inner.stream(request)))  # type: ignore[attr-defined]
         run.add_done_callback(lambda _: queue.put_nowait(None))

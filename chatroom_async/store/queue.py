@@ -15,7 +15,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from .keys import Keys
 from .lane import Lane
-from .reading import CorruptRecordError, garbage_entry, int_counts, number, score
+from .reading import CorruptRecordError, count, garbage_entry, int_counts, number, score
 
 _SCRIPTS = ("enqueue", "claim", "finish", "renew", "release", "cancel", "limit", "emit")
 # The scripts that send events start with lua/stream.lua's two helpers.
@@ -399,7 +399,7 @@ class TaskQueue:
             alive = []
         workers = tuple(w for w in map(_worker_entry, alive) if w)
         held = held if isinstance(held, dict) else {}  # not a hash (by hand): none held
-        holding = sum(_count(held.get(worker_id)) for worker_id, _ in workers)
+        holding = sum(count(held.get(worker_id)) for worker_id, _ in workers)
         return QueueCounts(
             ready_by_priority=int_counts(depth), in_flight=max(0, int(inflight) - holding),
             delayed=int(delayed), dead_letters=int(dead), garbage=int(garbage),
@@ -447,11 +447,6 @@ class TaskQueue:
         async for key in self.redis.scan_iter(match=self.keys.pattern, count=1000):
             deleted += await self.redis.delete(key)
         return deleted
-
-
-def _count(raw: str | None) -> int:
-    """A count as the package writes it; 0 if absent or not one (written by hand)."""
-    return int(raw) if raw is not None and raw.isdigit() else 0
 
 
 def _worker_entry(member: str) -> tuple[str, int] | None:

@@ -22,6 +22,11 @@ def number(raw: object) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def count(raw: object) -> int:
+    """A count as the package writes it (an integer >= 0); 0 when absent or not one."""
+    return int(raw) if isinstance(raw, str) and raw.isdigit() else 0
+
+
 def int_counts(raw: dict[str, str]) -> dict[int, int]:
     """Ready tasks per priority; a field or count that is not an integer is skipped, so
     no single bad value can break the statistics."""
