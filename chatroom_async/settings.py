@@ -45,16 +45,16 @@ class ProcessorSettings:
             task's claim. So a held task never starts ahead of a task ordered before it that
             was ready when the worker's latest claim ran. A task submitted after that claim
             may start after tasks already held (one per slot that frees before the next
-            claim); with 0, the default (each slot claims the first ready task when it
-            frees), it misses only the claims already in flight when it was submitted. 10,
-            one batch of the outbox (`worker/outbox.py`), is enough: while one call records
-            ten outcomes and claims their successors, the next ten slots to free start held
+            claim); with 0 (each slot claims the first ready task when it frees) it misses
+            only the claims already in flight when it was submitted. The default, 10, one
+            batch of the outbox (`worker/outbox.py`), is enough: while one call records ten
+            outcomes and claims their successors, the next ten slots to free start held
             tasks. Held tasks are this worker's: at the end of a backlog another worker
             process idles while they wait here for a slot (up to one attempt longer),
             `get_stats()` counts them under "held", apart from "in_flight" (they are leased,
-            not running; each pool reports its count within 0.1 s of a change, so for that
-            long "in_flight" may still include new holds), and `stop()` hands them back at
-            once. See `worker/pool.py` and docs/benchmarks.md.
+            not running; the calls that claim and record them keep the count, so "in_flight"
+            never shows more than the slots: `worker/tally.py`), and `stop()` hands them back
+            at once. See `worker/pool.py` and docs/benchmarks.md.
         prefetch_below_s: with `prefetch`, hold tasks only while this worker's attempts take
             less than this on average (a moving average of the latest; none are held before
             the first ends). A held task saves a round trip (~1-3 ms) and may cost up to one
@@ -82,7 +82,7 @@ class ProcessorSettings:
     stream_ttl_s: float = 600.0
     max_idle_wait_s: float = 30.0
     dead_letter_cap: int = 10_000
-    prefetch: int = 0
+    prefetch: int = 10
     prefetch_below_s: float | None = 0.25
     provider_limits: ProviderLimits | None = None
 

@@ -32,10 +32,10 @@ local function claim(KEYS, ARGV)
 {claim}
 end
 local fk, ck, ca, fa = {{}}, {{}}, {{}}, {{}}
-for i = 1, 6 do fk[i] = KEYS[i] end
-for i = 7, 14 do ck[i - 6] = KEYS[i] end
-for i = 1, 9 do ca[i] = ARGV[i] end
-for i = 10, #ARGV do fa[i - 9] = ARGV[i] end
+for i = 1, 7 do fk[i] = KEYS[i] end
+for i = 8, 16 do ck[i - 7] = KEYS[i] end
+for i = 1, 12 do ca[i] = ARGV[i] end
+for i = 13, #ARGV do fa[i - 12] = ARGV[i] end
 local recorded = finish(fk, fa)
 return {{recorded, claim(ck, ca)}}
 """
@@ -197,40 +197,51 @@ class TaskQueue:
         raise AssertionError("unreachable")
 
     async def claim(self, *, now: float, lease_s: float, max_count: int, worker_id: str,
-                    extra_deliveries: int, sweep: bool = True) -> ClaimResult:
+                    extra_deliveries: int, sweep: bool = True, starts: int | None = None,
+                    reset_held: bool = False) -> ClaimResult:
         """Claim up to `max_count` ready tasks, after promoting due retries and reclaiming
-        expired leases (skipped with `sweep=False`; `next_due` is then unknown)."""
+        expired leases (skipped with `sweep=False`; `next_due` is then unknown).
+
+        Given `starts`, the worker starts at most that many of them at once and holds the
+        rest: they are added to its held count (`counts`), or with `reset_held` make it
+        (see `worker/tally.py`)."""
         reply = await self._run("claim", "claim", self._claim_keys(),
                                 self._claim_args(now, lease_s, max_count, worker_id,
-                                                 extra_deliveries, sweep))
+                                                 extra_deliveries, sweep, starts, reset_held))
         return self._claim_result(reply, worker_id)
 
     async def wait_then_claim(self, *, worker_id: str, block_s: float, offset: float,
-                              lease_s: float, max_count: int,
-                              extra_deliveries: int) -> ClaimResult | None:
+                              lease_s: float, max_count: int, extra_deliveries: int,
+                              starts: int | None = None,
+                              reset_held: bool = False) -> ClaimResult | None:
         """`wait_for_work`, then `claim`, in one round trip: the claim leaves behind the
         blocking wait on the same connection and the server runs it the moment the wait
         ends (a wake-up token, a control message or the timeout), on its own clock plus
         `offset` (this process's clock minus the server's, from an earlier claim's
         `server_time`), so the leases it grants are as long as `lease_s` however long the
-        wait was. None when the wait could not start (nothing ran)."""
+        wait was; `starts` and `reset_held` as for `claim`. None when the wait could not
+        start (nothing ran)."""
         block_s = max(0.001, round(block_s, 3))
         # The claim's own time is the server's: ARGV 1 and 2 only give the lease's length.
-        args = self._claim_args(0.0, lease_s, max_count, worker_id, extra_deliveries, True)
+        args = self._claim_args(0.0, lease_s, max_count, worker_id, extra_deliveries, True,
+                                starts, reset_held, offset=offset)
         reply = await self._lanes["wake"].blocking_then(
             ("BLPOP", self.keys.wake, self.keys.control(worker_id), repr(block_s)),
-            self._scripts["claim"], self._claim_keys(), [*args, repr(offset)],
-            block_s=block_s)
+            self._scripts["claim"], self._claim_keys(), args, block_s=block_s)
         return None if reply is None else self._claim_result(reply, worker_id)
 
     def _claim_keys(self) -> list[str]:
         k = self.keys
-        return [k.ready, k.inflight, k.delayed, k.wake, k.depth, k.dead, k.stats, k.garbage]
+        return [k.ready, k.inflight, k.delayed, k.wake, k.depth, k.dead, k.stats, k.garbage,
+                k.held]
 
     def _claim_args(self, now: float, lease_s: float, max_count: int, worker_id: str,
-                    extra_deliveries: int, sweep: bool) -> list[Any]:
+                    extra_deliveries: int, sweep: bool, starts: int | None = None,
+                    reset_held: bool = False, *, offset: float | None = None) -> list[Any]:
         return [repr(now), repr(now + lease_s), max_count, worker_id, self.keys.task_prefix,
-                extra_deliveries, self.result_ttl, self.dead_letter_cap, "1" if sweep else "0"]
+                extra_deliveries, self.result_ttl, self.dead_letter_cap, "1" if sweep else "0",
+                "" if offset is None else repr(offset), "" if starts is None else starts,
+                "1" if reset_held else "0"]
 
     @staticmethod
     def _claim_result(reply: list[Any], worker_id: str) -> ClaimResult:
@@ -246,34 +257,41 @@ class TaskQueue:
                            float(now), float(server))
 
     async def finish(self, outcomes: list[Outcome], *, publish: bool = True,
-                     started: list[Emit] | None = None) -> list[bool]:
+                     started: list[Emit] | None = None, worker_id: str = "",
+                     held: int = 0) -> list[bool]:
         """Record a batch of outcomes; each only if its lease is still held. The recorded
         ones' events go to their streams and, with `publish`, out in one message, after the
-        `started` events (each sent only while its lease holds)."""
+        `started` events (each sent only while its lease holds). `held` is added to the
+        held count of `worker_id` in the same step (see `worker/tally.py`)."""
         recorded = await self._run("finish", "finish", self._finish_keys(publish),
-                                   self._finish_args(outcomes, started))
+                                   self._finish_args(outcomes, started, worker_id, held))
         return [bool(r) for r in recorded]
 
     async def finish_and_claim(self, outcomes: list[Outcome], *, publish: bool,
                                now: float, lease_s: float, max_count: int, worker_id: str,
                                extra_deliveries: int, sweep: bool = True,
-                               started: list[Emit] | None = None,
+                               started: list[Emit] | None = None, held: int = 0,
+                               starts: int | None = None,
                                ) -> tuple[list[bool], ClaimResult]:
         """`finish`, then `claim` for the freed slots, atomically and in one round trip."""
         recorded, reply = await self._run(
             "finish_claim", "finish", self._finish_keys(publish) + self._claim_keys(),
-            self._claim_args(now, lease_s, max_count, worker_id, extra_deliveries, sweep)
-            + self._finish_args(outcomes, started))
+            self._claim_args(now, lease_s, max_count, worker_id, extra_deliveries, sweep,
+                             starts)
+            + self._finish_args(outcomes, started, worker_id, held))
         return [bool(r) for r in recorded], self._claim_result(reply, worker_id)
 
     def _finish_keys(self, publish: bool) -> list[str]:
         k = self.keys
-        return [k.inflight, k.delayed, k.wake, k.stats, k.dead, k.events if publish else ""]
+        return [k.inflight, k.delayed, k.wake, k.stats, k.dead, k.events if publish else "",
+                k.held]
 
-    def _finish_args(self, outcomes: list[Outcome], started: list[Emit] | None) -> list[Any]:
+    def _finish_args(self, outcomes: list[Outcome], started: list[Emit] | None,
+                     worker_id: str, held: int) -> list[Any]:
         started = started or []
         args: list[Any] = [self.result_ttl, self.keys.task_prefix, self.keys.stream_prefix,
-                           self.dead_letter_cap, self.stream_cap, self.stream_ttl, len(started)]
+                           self.dead_letter_cap, self.stream_cap, self.stream_ttl, worker_id,
+                           held, len(started)]
         for e in started:
             args += [e.task_id, e.token, e.envelope]
         for o in outcomes:
@@ -407,12 +425,11 @@ class TaskQueue:
                       if v is not None},
             workers=workers, held=holding)
 
-    async def report_held(self, worker_id: str, count: int) -> None:
-        """Say how many claimed tasks a worker pool holds for a slot now (prefetch)."""
-        if count:
-            await self.redis.hset(self.keys.held, worker_id, count)
-        else:
-            await self.redis.hdel(self.keys.held, worker_id)
+    async def adjust_held(self, worker_id: str, delta: int) -> None:
+        """Add `delta` to the count of claimed tasks a worker pool holds for a slot
+        (prefetch), where no call of its that changes its leases can carry it (see
+        `worker/tally.py`)."""
+        await self.redis.hincrby(self.keys.held, worker_id, delta)
 
     async def register_worker(self, worker_id: str, slots: int, *, now: float,
                               deadline: float) -> None:

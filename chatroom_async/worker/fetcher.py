@@ -26,6 +26,7 @@ from ..settings import ProcessorSettings
 from ..store.queue import ClaimResult, TaskQueue
 from .outbox import Outbox
 from .slots import SlotLedger
+from .tally import HeldTally
 
 log = logging.getLogger("chatroom_async.worker")  # the pool's logger
 
@@ -36,6 +37,7 @@ class Fetcher:
     Args:
         queue: the Redis layer.
         slots: the pool's slot ledger: how many places are free, and the claims in flight.
+        tally: the pool's held count: how many of a claim's tasks may start at once.
         outbox: told when a claim swept due retries and expired leases.
         settings: leases, delivery limit, longest idle wait.
         clock: time source (virtual under simulation).
@@ -44,11 +46,11 @@ class Fetcher:
         dead: tells waiters of one task the claim script failed.
     """
 
-    def __init__(self, *, queue: TaskQueue, slots: SlotLedger, outbox: Outbox,
-                 settings: ProcessorSettings, clock: Clock, worker_id: str,
+    def __init__(self, *, queue: TaskQueue, slots: SlotLedger, tally: HeldTally,
+                 outbox: Outbox, settings: ProcessorSettings, clock: Clock, worker_id: str,
                  take: Callable[[ClaimResult, float], None],
                  dead: Callable[[str], Awaitable[None]]) -> None:
-        self.queue, self.slots, self.outbox = queue, slots, outbox
+        self.queue, self.slots, self.outbox, self.tally = queue, slots, outbox, tally
         self.settings, self.clock, self.worker_id = settings, clock, worker_id
         self._take, self._dead = take, dead
         self.full = False  # waiting for a free slot: the outbox claims for the places it frees
@@ -102,15 +104,24 @@ class Fetcher:
     async def _fetch_once(self, free: int) -> None:
         wait, self._idle_wait = self._idle_wait, None
         now = self.clock.now()
+        reset = self.tally.resets(not self.slots.held and self.slots.occupied == 0
+                                  and self.slots.claiming == 0, ended=self.slots.placed)
+        starts = self.tally.reserve(free)
         with self.slots.claim(free):
-            if wait is None:
-                result = await self.queue.claim(now=now, lease_s=self.settings.lease_s,
-                                                max_count=free, worker_id=self.worker_id,
-                                                extra_deliveries=self.settings.extra_deliveries)
-                self._note_clock(now, result)
-            else:
-                result = await self._claim_after_wait(wait, free)
-                now = self.clock.now()
+            try:
+                if wait is None:
+                    result = await self.queue.claim(
+                        now=now, lease_s=self.settings.lease_s, max_count=free,
+                        worker_id=self.worker_id, starts=starts, reset_held=reset,
+                        extra_deliveries=self.settings.extra_deliveries)
+                    self._note_clock(now, result)
+                else:
+                    result = await self._claim_after_wait(wait, free, starts, reset)
+                    now = self.clock.now()
+            except BaseException:
+                self.tally.failed()
+                raise
+        self.tally.claimed(starts, len(result.claimed))
         self.outbox.swept(now, result.next_due)
         self._take(result, now)  # before any await: the slots stay accounted for
         for task_id in result.dead:
@@ -127,7 +138,8 @@ class Fetcher:
         if not self._stopping:
             self._idle_wait = wait  # the next claim waits for work first
 
-    async def _claim_after_wait(self, wait: float, free: int) -> ClaimResult:
+    async def _claim_after_wait(self, wait: float, free: int, starts: int | None,
+                                reset: bool) -> ClaimResult:
         """Wait for work (a wake-up token, a control message or `wait` seconds), then
         claim. With the system clock both go in one round trip (`wait_then_claim`): the
         claim runs in the server the moment the wait ends, so a task submitted to an idle
@@ -141,19 +153,21 @@ class Fetcher:
             if self._clock_offset is not None:
                 woke = await self.queue.wait_then_claim(
                     worker_id=self.worker_id, block_s=wait, offset=self._clock_offset,
-                    lease_s=self.settings.lease_s, max_count=free,
-                    extra_deliveries=self.settings.extra_deliveries)
+                    lease_s=self.settings.lease_s, max_count=free, starts=starts,
+                    reset_held=reset, extra_deliveries=self.settings.extra_deliveries)
                 if woke is not None:
                     return woke
             else:
                 await self.queue.wait_for_work(self.worker_id, wait)
         except (RedisError, OSError) as exc:  # the claim below shows if Redis is gone
             log.warning("worker %s: idle wait ended early: %r", self.worker_id, exc)
+            self.tally.failed()  # its claim may have run
         if self._stopping:
             return ClaimResult([], [], None)
         now = self.clock.now()
         result = await self.queue.claim(now=now, lease_s=self.settings.lease_s, max_count=free,
-                                        worker_id=self.worker_id,
+                                        worker_id=self.worker_id, starts=starts,
+                                        reset_held=reset,
                                         extra_deliveries=self.settings.extra_deliveries)
         self._note_clock(now, result)
         return result

@@ -6,6 +6,8 @@ Events about a task leave this process in order: "started" goes out in the messa
 call that records the task's end, ahead of it, or in a message before it. The outbox owns
 no runs and does not know its pool: the pool drives it (`wait`, then `drain`), says how many
 places each call may claim for, and settles what each call returns (`Sent`) before the next.
+Each call also carries what the pool's held count needs (`tally.py`); a correction that
+no call carries goes on its own (`correct`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..clock import Clock
 from ..settings import ProcessorSettings
 from ..store.queue import ClaimResult, Emit, Outcome, TaskQueue
 from .slots import SlotLedger
+from .tally import HeldTally, Plan
 
 log = logging.getLogger("chatroom_async.worker")  # the pool's logger
 
@@ -60,15 +63,18 @@ class Outbox:
     Args:
         queue: the Redis layer.
         slots: the pool's slot ledger, to reserve the places a call claims for.
+        tally: the pool's held count, which each call keeps up to date.
         settings: leases, publishing, delivery limit.
         clock: time source.
         origin: this process's id, named in every event message.
         worker_id: the pool's, for claims and logs.
     """
 
-    def __init__(self, *, queue: TaskQueue, slots: SlotLedger, settings: ProcessorSettings,
-                 clock: Clock, origin: str, worker_id: str) -> None:
+    def __init__(self, *, queue: TaskQueue, slots: SlotLedger, tally: HeldTally,
+                 settings: ProcessorSettings, clock: Clock, origin: str,
+                 worker_id: str) -> None:
         self.queue, self.slots, self.settings, self.clock = queue, slots, settings, clock
+        self.tally = tally
         self.origin, self.worker_id = origin, worker_id
         self._outcomes: list[tuple[Outcome, asyncio.Future[bool]]] = []
         # "started" events (built when sent), to leave ahead of any outcome, and the futures
@@ -97,6 +103,12 @@ class Outbox:
         self._ready.set()
         return await fut
 
+    def correct(self) -> None:
+        """Send what the held count needs with the next call, or on its own when none
+        comes (`tally.py`)."""
+        if self.tally.pending():
+            self._ready.set()
+
     def swept(self, now: float, next_due: float | None) -> None:
         """After a sweep (by any claim): the next one when something falls due, or in a
         while anyway (other processes' retries and dead workers' leases are not announced
@@ -117,9 +129,14 @@ class Outbox:
         caller settles a `Sent` and wakes its submitters before asking for the next; an
         abandoned `Sent` wakes them anyway.
         """
-        while self._announce or self._outcomes:
+        corrected = False  # a correction on its own goes once per drain at most
+        while self._announce or self._outcomes or (not corrected and self.tally.pending()):
             if not self._outcomes:
-                await self._publish_announcements()
+                if self._announce:
+                    await self._publish_announcements()
+                else:
+                    corrected = True
+                    await self._correct()
                 continue
             batch = self._outcomes[:_MAX_FINISH_BATCH]
             del self._outcomes[:_MAX_FINISH_BATCH]
@@ -154,22 +171,47 @@ class Outbox:
         finally:
             _tell(started)
 
+    async def _correct(self) -> None:
+        """Send what the held count needs on its own (no call carried it)."""
+        plan = self.tally.plan()
+        try:
+            if plan.held:
+                await self.queue.adjust_held(self.worker_id, plan.held)
+        except Exception as exc:  # noqa: BLE001 - a statistic (`tally.py` says what follows)
+            log.warning("worker %s: could not update its held count: %r", self.worker_id, exc)
+            self.tally.failed(plan)
+        else:
+            self.tally.sent(plan)
+
     async def _record(self, outcomes: list[Outcome], now: float, started: list[Emit],
                       places: int) -> tuple[list[bool], ClaimResult | None]:
         """Record a batch (publishing `started` events ahead of its own); with places to
         fill, claim for them in the same call."""
-        publish = self.settings.publish_events
         for o in outcomes:  # our own retries: sweep when the first of them is due
             if o.due is not None:
                 self._sweep_at = min(self._sweep_at, o.due)
+        plan = self.tally.plan(len(outcomes), max(0, places))
+        try:
+            recorded, result = await self._call(outcomes, now, started, places, plan)
+        except BaseException:
+            self.tally.failed(plan)
+            raise
+        self.tally.sent(plan, len(result.claimed) if result is not None else 0)
+        return recorded, result
+
+    async def _call(self, outcomes: list[Outcome], now: float, started: list[Emit],
+                    places: int, plan: Plan) -> tuple[list[bool], ClaimResult | None]:
+        publish = self.settings.publish_events
         if places <= 0:
-            return await self.queue.finish(outcomes, publish=publish, started=started), None
+            return await self.queue.finish(outcomes, publish=publish, started=started,
+                                           worker_id=self.worker_id, held=plan.held), None
         sweep = now >= self._sweep_at
         with self.slots.claim(places):  # until just before the pool places what came back
             recorded, result = await self.queue.finish_and_claim(
                 outcomes, publish=publish, now=now,
                 lease_s=self.settings.lease_s, max_count=places, worker_id=self.worker_id,
-                extra_deliveries=self.settings.extra_deliveries, sweep=sweep, started=started)
+                extra_deliveries=self.settings.extra_deliveries, sweep=sweep, started=started,
+                held=plan.held, starts=plan.starts)
         if sweep:
             self.swept(now, result.next_due)
         return recorded, result

@@ -14,8 +14,9 @@ the pool also holds up to N claimed, leased tasks, in the ready set's order; a r
 slot as soon as its attempt ends, and the next held task starts in that moment instead of
 one claim round trip later, while the run keeps its place until its outcome is recorded.
 The holds are renewed with the runs' leases, dropped when cancelled, handed back on stop,
-and their count is reported to the namespace (`_report_held`), so that `get_stats()` counts
-them apart from the tasks in flight.
+and counted in the namespace apart from the tasks in flight by the very calls that claim,
+record and release them (`tally.py`): `get_stats()` never shows a pool with more in flight
+than its slots.
 With `prefetch_below_s` the pool holds only while its attempts average under that time
 (`_attempt_took`): a held task saves one round trip and may wait up to one attempt, so holds
 pay for short tasks, not for AI calls of seconds. Once the average crosses it, the tasks
@@ -69,6 +70,7 @@ from .leases import LeaseKeeper
 from .loops import PatientLoop
 from .outbox import Outbox
 from .slots import Run, SlotLedger
+from .tally import HeldTally
 
 log = logging.getLogger("chatroom_async.worker")
 
@@ -84,10 +86,6 @@ _MEAN_WEIGHT = 0.2
 # Tasks that run to their end in it (no-op) kept Redis idle meanwhile: no-op throughput
 # fell by a quarter when every claim yielded.
 _START_FIRST_ABOVE_S = 0.001
-
-# With prefetch, the pool tells the namespace how many tasks it holds at most this often
-# (`_report_held`): `get_stats()` counts them apart from the tasks in flight.
-_HELD_REPORT_EVERY_S = 0.1
 
 
 class WorkerPool:
@@ -116,8 +114,10 @@ class WorkerPool:
                                 holding=settings.prefetch_below_s is None)
         self._mean_attempt_s: float | None = None  # moving average of attempt times
         self._tasks: set[asyncio.Task[None]] = set()  # every run's task until it ends
-        self.outbox = Outbox(queue=queue, slots=self.slots, settings=settings, clock=clock,
-                             origin=bus.origin, worker_id=worker_id)
+        self.tally = HeldTally(concurrency, enabled=settings.prefetch > 0)
+        self.outbox = Outbox(queue=queue, slots=self.slots, tally=self.tally,
+                             settings=settings, clock=clock, origin=bus.origin,
+                             worker_id=worker_id)
         self._stopping = False
         self.drained = 0  # runs that ended during stop()'s drain
         # The ready set's head as the latest claim left it, (score, task_id) or None, and
@@ -127,14 +127,12 @@ class WorkerPool:
         self.leases = LeaseKeeper(queue=queue, settings=settings, clock=clock,
                                   worker_id=worker_id, slots=concurrency,
                                   held=self._held_leases, lost=self._lost_lease)
-        self.fetcher = Fetcher(queue=queue, slots=self.slots, outbox=self.outbox,
-                               settings=settings, clock=clock, worker_id=worker_id,
-                               take=self._take, dead=self._announce_dead)
+        self.fetcher = Fetcher(queue=queue, slots=self.slots, tally=self.tally,
+                               outbox=self.outbox, settings=settings, clock=clock,
+                               worker_id=worker_id, take=self._take, dead=self._announce_dead)
         # Sends outcomes as they come; stopped only while it waits for some (`PatientLoop`).
         self._flusher = PatientLoop(self.outbox.wait, self._flush, "chatroom_async.flush")
         self._side_tasks: set[asyncio.Future[Any]] = set()
-        self._held_reported = 0  # the count `get_stats()` sees for this pool
-        self._held_report: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.leases.start()
@@ -160,6 +158,7 @@ class WorkerPool:
                 task = task_from_spec(c.task_id, c.spec, c.priority, c.max_retries,
                                       c.retry_count, c.deliveries)
             except ValueError as exc:
+                self.tally.start()  # it ends as a run does, with an outcome
                 self._reject_corrupt(c, str(exc), now)
                 continue
             task.handed_back = c.handed_back
@@ -178,33 +177,21 @@ class WorkerPool:
             if run is None:
                 break
             self._start(run, now)
-        self._note_held()
+        self.outbox.correct()
 
-    def _note_held(self) -> None:
-        """Have the count of held tasks reported if it changed (`_report_held`)."""
-        if (self.settings.prefetch and self._held_report is None and not self._stopping
-                and len(self.slots.held) != self._held_reported):
-            self._held_report = asyncio.create_task(self._report_held(),
-                                                    name="chatroom_async.held")
-
-    async def _report_held(self) -> None:
-        """Report the count of held tasks until it stops changing, at most once every
-        `_HELD_REPORT_EVERY_S`: one small write however fast holds come and go."""
-        try:
-            while (held := len(self.slots.held)) != self._held_reported:
-                await self.queue.report_held(self.worker_id, held)
-                self._held_reported = held
-                await self.clock.sleep(_HELD_REPORT_EVERY_S)
-        except Exception as exc:  # noqa: BLE001 - a statistic; the next change tries again
-            log.warning("worker %s: could not report its held tasks: %r", self.worker_id, exc)
-        finally:
-            self._held_report = None
+    def _drop_held(self, task_id: str, token: str | None = None) -> bool:
+        """Forget a held task whose lease Redis no longer has (`SlotLedger.drop_held`)."""
+        if not self.slots.drop_held(task_id, token):
+            return False
+        self.tally.held_gone()
+        self.outbox.correct()
+        return True
 
     def _supersede(self, task_id: str) -> None:
         """A task claimed again lost its earlier lease: an earlier delivery still held here
         is dropped, one still running stops (its slot frees when it has); neither can
         record anything now."""
-        self.slots.drop_held(task_id)
+        self._drop_held(task_id)
         earlier = self.running.get(task_id)
         if earlier is not None and not earlier.submitted:
             earlier.lost = True
@@ -215,6 +202,7 @@ class WorkerPool:
         run.task.started_at = now
         self.running[run.task.task_id] = run
         self.slots.occupy()
+        self.tally.start()
         # The run first, the announcement after: the run's first step is then queued ahead
         # of the outbox's, and the task starts before the loop sends anything about it
         # (pickup p50 about 0.05 ms sooner in alternating runs; `run.announced` is set
@@ -326,13 +314,16 @@ class WorkerPool:
         held = self.slots.take_held()
         if not held:
             return 0
-        self._note_held()
         try:
             back = await self.queue.release([(r.task.task_id, r.token, "") for r in held])
         except Exception as exc:  # noqa: BLE001 - best effort, as the docstring says
             log.error("worker %s: could not hand back %d held tasks: %r", self.worker_id,
                       len(held), exc)
             back = 0
+            self.tally.failed()  # their leases stay until they expire
+        else:
+            self.tally.held_gone(len(held))
+            self.outbox.correct()
         self.slots.freed.set()  # their places are free: a waiting fetcher looks again
         return int(back)
 
@@ -342,6 +333,11 @@ class WorkerPool:
         self._tasks.discard(handle)
         if self.running.get(run.task.task_id) is run:  # not a later delivery of the task
             del self.running[run.task.task_id]
+        if run.lost:  # cancelled or reclaimed: its lease is gone and no outcome comes
+            self.tally.run_gone()
+            self.outbox.correct()
+        elif not run.submitted:  # stopped, or a bug: its lease stays until it expires
+            self.tally.failed()
         self.settle(run)
 
     def _release(self, run: Run) -> None:
@@ -360,8 +356,7 @@ class WorkerPool:
     def cancel_local(self, task_id: str) -> bool:
         """Stop a running or held task whose fate was decided elsewhere (cancelled,
         reclaimed)."""
-        if self.slots.drop_held(task_id):
-            self._note_held()
+        if self._drop_held(task_id):
             return True
         run = self.running.get(task_id)
         if run is None or run.handle is None or run.submitted:
@@ -409,6 +404,7 @@ class WorkerPool:
             if result.claimed:
                 await self._quietly("hand back claimed tasks", self.queue.release(
                     [(c.task_id, c.token, "") for c in result.claimed]))
+                self.tally.held_gone(len(result.claimed))  # unregistering drops the count
             return
         for task_id in result.dead:
             self._spawn(self._announce_dead(task_id))
@@ -424,9 +420,8 @@ class WorkerPool:
 
     def _lost_lease(self, task_id: str, token: str) -> None:
         """A renewal found this lease gone (reclaimed, cancelled): stop what it covered."""
-        if self.slots.drop_held(task_id, token):
+        if self._drop_held(task_id, token):
             log.warning("worker %s: lost the lease of held %s", self.worker_id, task_id)
-            self._note_held()
             return
         run = self.running.get(task_id)
         if run is not None and run.token == token:  # not a newer delivery
@@ -459,10 +454,7 @@ class WorkerPool:
             publish=self.settings.publish_events))
         # The flusher and the renewer end now if they wait, else after their call; the
         # count of held tasks goes with the registration (`unregister`).
-        if self._held_report is not None:
-            self._held_report.cancel()
         await asyncio.gather(self.leases.stop(), self._flusher.stop(), *self._side_tasks,
-                             *([self._held_report] if self._held_report else []),
                              return_exceptions=True)
         await self._quietly("clean up", self.queue.redis.delete(
             self.queue.keys.control(self.worker_id)))

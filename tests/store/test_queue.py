@@ -265,3 +265,45 @@ async def test_a_claim_behind_a_wait_runs_when_the_wait_ends_on_the_servers_cloc
                               extra_deliveries=2)
     assert plain.now == 50.0 and plain.server_time is not None
     assert await queue.redis.zscore(queue.keys.inflight, "b") == 60.0
+
+
+async def test_claims_and_finishes_keep_a_workers_held_count_in_their_own_step(
+        queue: TaskQueue) -> None:
+    for n in range(8):
+        await add(queue, f"t{n}", float(n))
+    await queue.register_worker("w1", 2, now=0.0, deadline=100.0)
+
+    async def shown() -> tuple[int, int]:
+        counts = await queue.counts(now=1.0)
+        return counts.in_flight, counts.held
+
+    # Five claimed, two of them start at once: the other three count as held.
+    got = (await queue.claim(now=0.0, lease_s=10, max_count=5, worker_id="w1",
+                             extra_deliveries=2, starts=2)).claimed
+    assert len(got) == 5 and await shown() == (2, 3)
+    # The first run ended and a held task took its slot: the call that records the end
+    # counts that one in flight (-1 held) and claims one more, held (starts=0).
+    first = got[0]
+    recorded, more = await queue.finish_and_claim(
+        [done(first.task_id, first.token, "x")], publish=False, now=1.0, lease_s=10,
+        max_count=1, worker_id="w1", extra_deliveries=2, held=-1, starts=0)
+    assert recorded == [True] and len(more.claimed) == 1
+    assert await shown() == (2, 3)
+    assert await queue.finish([done(got[1].task_id, got[1].token, "y")], publish=False,
+                              worker_id="w1", held=-1) == [True]
+    assert await shown() == (2, 2)
+    # Without `starts` a claim starts everything it takes: the count is not touched.
+    await queue.claim(now=1.0, lease_s=10, max_count=1, worker_id="w1", extra_deliveries=2)
+    assert await shown() == (3, 2)
+    # A count set whole (after a failed call), and a count written by hand replaced.
+    await queue.claim(now=1.0, lease_s=10, max_count=1, worker_id="w1", extra_deliveries=2,
+                      starts=0, reset_held=True)
+    assert await queue.redis.hget(queue.keys.held, "w1") == "1"
+    await queue.redis.hset(queue.keys.held, "w1", "junk")
+    await add(queue, "u1", 9.0)
+    await add(queue, "u2", 9.0)
+    await queue.claim(now=1.0, lease_s=10, max_count=2, worker_id="w1", extra_deliveries=2,
+                      starts=0)
+    assert await queue.redis.hget(queue.keys.held, "w1") == "2"
+    await queue.adjust_held("w1", -2)
+    assert await queue.redis.hget(queue.keys.held, "w1") == "0"

@@ -16,6 +16,7 @@ from chatroom_async.task import AITask
 from chatroom_async.worker.fetcher import Fetcher
 from chatroom_async.worker.outbox import Outbox
 from chatroom_async.worker.slots import Run, SlotLedger
+from chatroom_async.worker.tally import HeldTally
 
 T0 = 1_767_225_600.0
 SPEC = ('{"user_id": 1, "request_type": "chat_completion", "request_data": {}, '
@@ -56,9 +57,10 @@ class StandInPool:
 
 
 def fetcher_for(queue: TaskQueue, pool: StandInPool, clock: LoopClock) -> Fetcher:
-    outbox = Outbox(queue=queue, slots=pool.slots, settings=SETTINGS, clock=clock,
+    tally = HeldTally(pool.slots.concurrency, enabled=False)
+    outbox = Outbox(queue=queue, slots=pool.slots, tally=tally, settings=SETTINGS, clock=clock,
                     origin="o", worker_id="w1")
-    return Fetcher(queue=queue, slots=pool.slots, outbox=outbox, settings=SETTINGS,
+    return Fetcher(queue=queue, slots=pool.slots, tally=tally, outbox=outbox, settings=SETTINGS,
                    clock=clock, worker_id="w1", take=pool.take, dead=pool.announce_dead)
 
 

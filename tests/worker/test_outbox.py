@@ -13,6 +13,7 @@ from chatroom_async.clock import SystemClock
 from chatroom_async.store.queue import Emit, Outcome, TaskQueue
 from chatroom_async.worker.outbox import Outbox
 from chatroom_async.worker.slots import Run, SlotLedger
+from chatroom_async.worker.tally import HeldTally
 
 SPEC = '{"user_id":1,"request_type":"chat_completion","request_data":{"message":"hi"},' \
        '"timeout":30.0,"created_at":0.0}'
@@ -49,7 +50,8 @@ async def test_started_events_leave_ahead_of_the_outcomes_they_precede(
     [claimed] = (await queue.claim(now=0.0, lease_s=30, max_count=1, worker_id="w",
                                    extra_deliveries=1)).claimed
     task = AITask(task_id="a", user_id=1, request_type="chat_completion", request_data={})
-    outbox = Outbox(queue=queue, slots=SlotLedger(1, 0), settings=ProcessorSettings(),
+    outbox = Outbox(queue=queue, slots=SlotLedger(1, 0), tally=HeldTally(1, enabled=False),
+                    settings=ProcessorSettings(),
                     clock=SystemClock(), origin="o", worker_id="w")
     pool = StandInPool(outbox, Run(task, claimed.token))
     listener = redis.pubsub()

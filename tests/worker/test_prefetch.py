@@ -7,6 +7,7 @@ says so, so every step is driven by an event, never by time.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -114,21 +115,7 @@ def test_prefetch_must_be_a_non_negative_int() -> None:
         with pytest.raises(ValueError, match="prefetch_below_s"):
             ProcessorSettings(prefetch_below_s=bad)  # type: ignore[arg-type]
     defaults = ProcessorSettings()
-    assert defaults.prefetch == 0 and defaults.prefetch_below_s == 0.25
-
-
-def watch_held_reports(proc: AsyncAIProcessor) -> tuple[list[int], asyncio.Event]:
-    """The counts of held tasks the pool reported, and an event set at each report."""
-    assert proc.queue is not None
-    reports, reported, original = [], asyncio.Event(), proc.queue.report_held
-
-    async def report(worker_id: str, count: int) -> None:
-        await original(worker_id, count)
-        reports.append(count)
-        reported.set()
-
-    proc.queue.report_held = report  # type: ignore[method-assign]
-    return reports, reported
+    assert defaults.prefetch == 10 and defaults.prefetch_below_s == 0.25
 
 
 async def test_held_tasks_start_as_slots_free_never_beyond_max_workers(
@@ -138,12 +125,10 @@ async def test_held_tasks_start_as_slots_free_never_beyond_max_workers(
     backend = Turnstile()
     worker = await make_processor(max_workers=2, backend=backend, prefetch=3,
                                   prefetch_below_s=None)
-    reports, reported = watch_held_reports(worker)
     await wait_until(lambda: len(backend.started) == 2, backend.changed)
     # Two running and three held, all five leased; three still ready in Redis. Every
-    # process's stats count the held ones apart, once the pool has reported them.
+    # process's stats count the held ones apart: the claim that took them counted them.
     assert held_ids(worker) == ids[2:5]
-    await wait_until(lambda: reports[-1:] == [3], reported)
     stats = await client.get_stats()
     assert (stats["active_tasks_count"], stats["in_flight"], stats["held"]) == (2, 2, 3)
     assert stats["current_queue_size"] == 3
@@ -151,12 +136,100 @@ async def test_held_tasks_start_as_slots_free_never_beyond_max_workers(
         backend.finish(task_id)
     for task_id in ids:
         assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
-    await wait_until(lambda: reports[-1:] == [0], reported)
     stats = await client.get_stats()
     assert (stats["in_flight"], stats["held"]) == (0, 0)
     # Equal priority: submit order, held ones included (later claims may overlap).
     assert backend.started[:5] == ids[:5] and sorted(backend.started) == sorted(ids)
     assert backend.in_flight.peak == 2
+
+
+async def test_every_process_counts_running_and_held_tasks_exactly_as_they_change(
+        make_processor: MakeProcessor) -> None:
+    """The held count changes in the same step as the calls that claim and record: right
+    after each task's end is heard, another process's stats show exactly the tasks running
+    in flight, and a sampler reading all along never sees more in flight than the slots."""
+    client = await make_processor(max_workers=0)
+    total = 14
+    ids = [await client.submit_task(**CHAT) for _ in range(total)]
+    backend = Turnstile()
+    worker = await make_processor(max_workers=3, backend=backend, prefetch=4,
+                                  prefetch_below_s=None)
+    assert worker.queue is not None
+    corrected, adjust = asyncio.Event(), worker.queue.adjust_held
+
+    async def adjust_and_tell(worker_id: str, delta: int) -> None:
+        await adjust(worker_id, delta)
+        corrected.set()
+
+    worker.queue.adjust_held = adjust_and_tell  # type: ignore[method-assign]
+    samples: list[tuple[int, int]] = []
+    sampling = True
+
+    async def sample() -> None:
+        while sampling:
+            stats = await client.get_stats()
+            samples.append((stats["in_flight"], stats["held"]))
+
+    sampler = asyncio.create_task(sample())
+    rng = random.Random(5)
+    ended: set[str] = set()
+    await wait_until(lambda: len(backend.started) == 3, backend.changed)
+    cancelled = held_ids(worker)[-1]  # a held task cancelled from another process
+    assert await client.cancel_task(cancelled) is True
+    await wait_until(lambda: cancelled not in held_ids(worker) and corrected.is_set(),
+                     corrected)
+    left = total - 1
+    while left:
+        running = [t for t in backend.started if t not in ended]
+        task_id = rng.choice(running)
+        backend.finish(task_id)
+        ended.add(task_id)
+        assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+        left -= 1
+        stats = await client.get_stats()
+        assert stats["in_flight"] == min(3, left)
+        assert stats["in_flight"] + stats["held"] + stats["current_queue_size"] == left
+    sampling = False
+    await sampler
+    assert sorted(ended) == sorted(set(ids) - {cancelled})
+    assert (await client.get_stats())["held"] == 0
+    assert len(samples) > 10 and max(i for i, _ in samples) <= 3
+    assert max(i + h for i, h in samples) <= 3 + 4
+
+
+async def test_a_held_count_left_wrong_by_a_failed_call_is_set_whole_once_idle(
+        make_processor: MakeProcessor) -> None:
+    client = await make_processor(max_workers=0)
+    ids = [await client.submit_task(**CHAT) for _ in range(4)]
+    backend = Turnstile()
+    worker = await make_processor(max_workers=1, backend=backend, prefetch=3,
+                                  prefetch_below_s=None)
+    assert worker.queue is not None
+    failed, adjust = asyncio.Event(), worker.queue.adjust_held
+
+    async def unreachable_once(worker_id: str, delta: int) -> None:
+        if not failed.is_set():
+            failed.set()
+            raise ConnectionError("Redis went away")
+        await adjust(worker_id, delta)
+
+    worker.queue.adjust_held = unreachable_once  # type: ignore[method-assign]
+    await wait_until(lambda: len(backend.started) == 1 and len(held_ids(worker)) == 3,
+                     backend.changed)
+    assert await client.cancel_task(ids[3]) is True  # held: the count must come down by 1
+    await wait_until(failed.is_set, failed)
+    assert (await client.get_stats())["held"] == 3  # one too many: the correction failed
+    for task_id in ids[:3]:
+        await wait_until(lambda t=task_id: t in backend.started, backend.changed)
+        backend.finish(task_id)
+        assert (await client.wait_for_task(task_id, timeout=10))["status"] == "completed"
+    # The claim sent as the last attempt ended set the count whole.
+    late = await client.submit_task(**CHAT)
+    await wait_until(lambda: late in backend.started, backend.changed)
+    backend.finish(late)
+    assert (await client.wait_for_task(late, timeout=10))["status"] == "completed"
+    stats = await client.get_stats()
+    assert (stats["in_flight"], stats["held"]) == (0, 0)
 
 
 async def test_a_pool_holds_once_its_attempts_prove_short(
@@ -375,7 +448,7 @@ async def test_held_tasks_are_renewed_cancelled_and_handed_back_on_stop(
     assert other.started == []
 
     stats = await client.get_stats()
-    assert stats["held"] <= 1 and stats["in_flight"] + stats["held"] == 2  # a, and c held
+    assert (stats["in_flight"], stats["held"]) == (1, 1)  # a, and c held
     await worker.stop(drain_timeout_s=0.05)  # a is cut short; both go back to the queue
     assert (await client.get_stats())["held"] == 0  # the holds left with the registration
     await wait_until(lambda: sorted(other.started) == sorted([a, c]), other.changed)

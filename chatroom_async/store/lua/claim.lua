@@ -1,15 +1,20 @@
 -- Claim up to ARGV[3] ready tasks for one worker, atomically, each with a lease.
 -- First moves due retries to the ready set and expired leases back to it (a worker that
 -- died loses its tasks to the next claim), so no separate sweeper races the workers.
--- KEYS: 1 ready, 2 inflight, 3 delayed, 4 wake, 5 depth, 6 dead, 7 stats, 8 garbage
+-- KEYS: 1 ready, 2 inflight, 3 delayed, 4 wake, 5 depth, 6 dead, 7 stats, 8 garbage,
+--       9 held (worker id -> tasks its pool holds for a slot, worker/tally.py)
 -- ARGV: 1 now, 2 lease deadline, 3 max count, 4 worker id, 5 record key prefix,
 --       6 extra deliveries allowed beyond max_retries + 1, 7 result ttl, 8 dead-letter cap,
 --       9 sweep: '1' to promote due retries and reclaim expired leases first, '0' to skip
 --         that (a busy worker sweeps only when something is due, or now and then)
---       10 (optional, '' = none): the caller's clock minus the server's, in seconds. Given,
+--       10 ('' = none): the caller's clock minus the server's, in seconds. Given,
 --         the call was sent behind a blocking wait on the same connection and runs when the
 --         wait ends (worker/fetcher.py): the time is the server's (TIME) shifted by it, not
 --         ARGV 1, and the lease keeps its length (ARGV 2 - ARGV 1)
+--       11 ('' = every task claimed runs at once): how many of the tasks claimed the worker
+--         will start at once; it holds the rest, and they are added to its held count
+--       12 '1' to set its held count to them instead of adding (the worker holds nothing
+--         else and no other call of its is under way), '0' to add
 -- Returns {claimed, dead, next_due, remaining, head_id, head_score, now, server}: claimed
 -- is a flat list of (id, spec, priority, max_retries, retry_count, deliveries, score in
 -- the ready set, rate_limited, handed_back); dead lists task ids that exceeded their delivery limit or
@@ -23,7 +28,7 @@ local now, prefix = tonumber(ARGV[1]), ARGV[5]
 local clock = redis.call('TIME')
 local server = clock[1] .. '.' .. string.format('%06d', tonumber(clock[2]))
 local now_s, deadline_s = ARGV[1], ARGV[2]
-if ARGV[10] and ARGV[10] ~= '' then
+if ARGV[10] ~= '' then
   local fresh = tonumber(server) + tonumber(ARGV[10])
   deadline_s = string.format('%.17g', fresh + (tonumber(ARGV[2]) - now))
   now, now_s = fresh, string.format('%.17g', fresh)
@@ -185,6 +190,19 @@ if more then
   if #claimed > 0 and redis.call('LLEN', KEYS[4]) == 0 then redis.call('LPUSH', KEYS[4], 1) end
 else
   redis.call('DEL', KEYS[4])
+end
+
+-- The worker's held count (a statistic: a count written by hand is replaced, and no error
+-- of it fails the claim).
+if ARGV[11] ~= '' then
+  local over = math.max(0, #claimed / 9 - tonumber(ARGV[11]))
+  if ARGV[12] == '1' then
+    if over > 0 then redis.pcall('HSET', KEYS[9], ARGV[4], over)
+    else redis.pcall('HDEL', KEYS[9], ARGV[4]) end
+  elseif over > 0 then
+    local r = redis.pcall('HINCRBY', KEYS[9], ARGV[4], over)
+    if type(r) == 'table' and r.err then redis.pcall('HSET', KEYS[9], ARGV[4], over) end
+  end
 end
 
 -- The earliest retry or lease deadline: an idle worker sleeps until then at most. Leases

@@ -2,10 +2,12 @@
 -- (a worker whose lease expired cannot overwrite the result of the task's next run).
 -- Each recorded outcome's event, and first the "started" events given (each only while its
 -- lease holds), go to the tasks' streams and out in one message. Envelopes come pre-built.
--- KEYS: 1 inflight, 2 delayed, 3 wake, 4 stats, 5 dead, 6 events channel ('' = none)
+-- KEYS: 1 inflight, 2 delayed, 3 wake, 4 stats, 5 dead, 6 events channel ('' = none),
+--   7 held (worker id -> tasks its pool holds for a slot, worker/tally.py)
 -- ARGV: 1 result ttl, 2 record key prefix, 3 stream key prefix, 4 dead-letter cap,
 --   5 stream cap, 6 stream ttl (how long a finished task's stream stays),
---   7 number S of "started" events, then S (id, lease token, envelope),
+--   7 worker id, 8 what to add to its held count (an integer, usually 0),
+--   9 number S of "started" events, then S (id, lease token, envelope),
 --   then per outcome: id, lease token, kind ('completed'|'failed'|'retry'), due (retry time
 --   or ''), processing seconds, n, n field/value pairs for the record, envelope ('' = none)
 -- Returns a list of 1/0: whether each outcome was recorded.
@@ -13,8 +15,8 @@ local unpack = unpack or table.unpack
 local ttl, prefix, sprefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local cap, stream_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local recorded, events, done = {}, {}, {}
-local i = 8 + 3 * tonumber(ARGV[7])
-for s = 8, i - 1, 3 do
+local i = 10 + 3 * tonumber(ARGV[9])
+for s = 10, i - 1, 3 do
   local id = ARGV[s]
   if is_lease(prefix .. id, ARGV[s + 1]) then
     append_event(sprefix .. id, cap, ARGV[s + 2])
@@ -69,6 +71,10 @@ if retried > 0 then
   -- Idle workers block until the earliest due time they knew of; this one may be sooner.
   if redis.call('LLEN', KEYS[3]) == 0 then redis.call('LPUSH', KEYS[3], 1) end
 end
+-- The worker's held count, in the same step as the leases removed above (a statistic: no
+-- error of it fails the call).
+local held = tonumber(ARGV[8])
+if held ~= 0 then redis.pcall('HINCRBY', KEYS[7], ARGV[7], held) end
 if #events > 0 and KEYS[6] ~= '' then
   redis.call('PUBLISH', KEYS[6], '[' .. table.concat(events, ',') .. ']')
 end
