@@ -27,7 +27,9 @@ RUNS = [("2026-12-07-suite.json", "## Results: the whole suite, 2026-12-07"),
          "## Results: the whole suite after the start-first flush, 2026-12-07"),
         ("2026-12-07-suite-d.json", "## Results: the whole suite on a second slow day, 2026-12-07"),
         ("2026-12-07-suite-e.json",
-         "## Results: the whole suite on a day of middling speed, 2026-12-07")]
+         "## Results: the whole suite on a day of middling speed, 2026-12-07"),
+        ("2026-12-07-suite-f.json",
+         "## Results: the whole suite with prefetch by default, 2026-12-07")]
 
 
 def doc_tables(heading: str, after: str = "") -> list[str]:
