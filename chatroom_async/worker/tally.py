@@ -112,12 +112,10 @@ class HeldTally:
         """`count` held tasks left the pool after Redis removed their leases."""
         if not self.enabled:
             return
-        for _ in range(count):
-            if self.extra:  # the removal took one counted in flight
-                self.extra -= 1
-                self.counted -= 1
-            else:
-                self.gone += 1
+        counted = min(count, self.extra)  # their removal took these from the count in flight
+        self.extra -= counted
+        self.counted -= counted
+        self.gone += count - counted
 
     def run_gone(self) -> None:
         """A started run's lease left Redis with no outcome of the pool's (cancelled,
